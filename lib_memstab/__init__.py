@@ -1,0 +1,20 @@
+"""memstab: on-the-fly memorization detection and mitigation for diffusion samplers ("Broken Memories", Huang et
+al., KDD 2026). Host-independent: torch and numpy only.
+
+    guard = Guard(Profile.load("sd15.json"), GuardConfig(mode="mitigate"))
+    for each sampler step:  denoised = guard.observe(x, denoised, sigma, sigma_next)
+    guard.verdicts()
+"""
+
+from .config import GuardConfig
+from .guard import Guard
+from .observation import StepObservation, observe_step
+from .profile import Profile, ProfileError, make_meta
+from .recorder import Recorder
+from .schedules import denoised_to_eps, eps_to_denoised, kdiff_to_vp, timestep_sigma, vp_to_kdiff
+from .verdict import Verdict
+
+__all__ = ["GuardConfig", "Guard", "Profile", "ProfileError", "Recorder", "StepObservation", "Verdict",
+           "denoised_to_eps", "eps_to_denoised", "kdiff_to_vp", "make_meta", "observe_step", "timestep_sigma",
+           "vp_to_kdiff"]
+__version__ = "0.1.0"

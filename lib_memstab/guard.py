@@ -1,0 +1,138 @@
+"""Observation -> verdict -> correction, once per sampler step, for one batch of images.
+
+Everything per step stays on the latent's device: decisions are masks (``torch.where``), per-step numbers go into a
+preallocated buffer, and nothing is read back on the host until ``verdicts()``. A hook that synchronised the device
+every step would stall the GPU queue (the webui itself moved its NaN check out of the step loop for this reason).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from .config import GuardConfig
+from .correction import corrected_denoised
+from .observation import as_sigma, observe_step
+from .profile import Profile
+from .verdict import Verdict
+
+_INITIAL_CAPACITY = 64
+
+
+class _Segment:
+    """The state of one sampling pass over one latent shape (a hires second pass is a new segment)."""
+
+    def __init__(self, shape: torch.Size, device: torch.device, capacity: int, index: int):
+        b = shape[0]
+        self.shape, self.index, self.steps = shape, index, 0
+        self.trace = torch.full((capacity, 5, b), math.nan, device=device)  # z update/latent/x0, active, cond gap
+        self.flagged = torch.zeros(b, dtype=torch.bool, device=device)
+        self.strong = torch.zeros(b, dtype=torch.bool, device=device)
+        self.first = torch.full((b,), -1, dtype=torch.long, device=device)
+        self.mitigated = torch.zeros(b, dtype=torch.long, device=device)
+        self.nonfinite = torch.zeros(b, dtype=torch.bool, device=device)
+        self.extrapolated = torch.zeros(b, dtype=torch.bool, device=device)
+
+    def row(self) -> torch.Tensor:
+        """The trace row for the next step; grows by doubling (rarely) so that no step allocates."""
+        if self.steps == self.trace.shape[0]:
+            self.trace = torch.cat([self.trace, torch.full_like(self.trace, math.nan)])
+        return self.trace[self.steps]
+
+
+class Guard:
+    """Per-run state for one batch: call ``observe`` once per sampler step at the step's main model evaluation."""
+
+    def __init__(self, profile: Profile, config: GuardConfig | None = None, steps: int | None = None):
+        self.profile = profile
+        self.config = config or GuardConfig()
+        self.segments: list[_Segment] = []
+        self._capacity = max(8, int(steps)) if steps else _INITIAL_CAPACITY
+        self._early = profile.early_limit(self.config.early_fraction)
+
+    # ------------------------------------------------------------------ the per-step call
+    def observe(self, x: torch.Tensor, denoised: torch.Tensor, sigma, sigma_next,
+                cond_gap: torch.Tensor | None = None) -> torch.Tensor:
+        """Record this step and return the denoised latent the sampler should use.
+
+        x: the sampler's current latent [B, C, H, W] (k-diffusion space); denoised: the CFG-combined x0_hat;
+        sigma / sigma_next: this step's noise levels (floats, 0-dim or [B] tensors on the latent's device);
+        cond_gap: optional [B] ||D_cond - D_uncond|| / sigma. In "detect" mode the very ``denoised`` is returned; in
+        "mitigate" mode rows that need nothing are bit-for-bit the input's.
+        """
+        cfg = self.config
+        if cfg.mode == "off":
+            return denoised
+        seg = self._segment_for(x)
+        i = seg.steps
+        p = self.profile
+        obs = observe_step(x, denoised, sigma, sigma_next, p.norm)
+        key = p.key_of(obs.sigma, i)
+        mean, std, outside = p.lookup(key)
+        update = obs.rate if p.axis == "log_sigma" else obs.update
+        z = (torch.stack([update, obs.latent, obs.x0]) - mean).abs() / std  # [3, B]
+        z_upd, z_x0 = z[0], z[2]
+
+        # detection, latched at the first step where both the update and x0_hat leave the region
+        finite = obs.finite
+        new = ~seg.flagged & finite & (z_upd > cfg.tau_mild) & (z_x0 > cfg.tau_mild)
+        seg.strong |= new & (z_x0 > cfg.tau_strong)
+        seg.first = torch.where(new, torch.full_like(seg.first, i), seg.first)
+        seg.flagged |= new
+        seg.nonfinite |= ~finite
+        seg.extrapolated |= outside
+
+        row = seg.row()
+        row[0:3] = z
+        if cond_gap is not None:
+            row[4] = torch.as_tensor(cond_gap, dtype=torch.float32, device=x.device).reshape(-1)
+        seg.steps += 1
+        if cfg.mode != "mitigate":
+            return denoised
+
+        early = key > self._early if p.axis == "log_sigma" else key < self._early
+        active = seg.flagged & finite & (z_upd > cfg.tau_mild) & (seg.strong | early)
+        row[3] = active.float()
+        seg.mitigated += active.long()
+        next_key = p.key_of(as_sigma(sigma_next, x), i + 1)
+        next_mean, next_std, _ = p.lookup(next_key)
+        fixed = corrected_denoised(x, denoised, obs, mean, std, next_mean[1], next_std[1], cfg.gamma, seg.strong,
+                                   p.axis == "log_sigma", p.norm)
+        return torch.where(active.view(-1, 1, 1, 1), fixed.to(denoised.dtype), denoised)
+
+    def _segment_for(self, x: torch.Tensor) -> _Segment:
+        if not self.segments or self.segments[-1].shape != x.shape:
+            self.segments.append(_Segment(x.shape, x.device, self._capacity, len(self.segments)))
+        return self.segments[-1]
+
+    # ------------------------------------------------------------------ results (the one host read-back)
+    def verdicts(self) -> list[Verdict]:
+        """One verdict per image per segment, in segment order."""
+        out = []
+        window = self.config.score_window
+        for seg in self.segments:
+            n = seg.steps
+            flat = torch.cat([seg.trace[:n].flatten(), seg.flagged.float(), seg.strong.float(), seg.first.float(),
+                              seg.mitigated.float(), seg.nonfinite.float(), seg.extrapolated.float()]).cpu()
+            b = seg.shape[0]
+            trace = flat[: n * 5 * b].view(n, 5, b)
+            flags = flat[n * 5 * b:].view(6, b)
+            w = n if window == "all" else min(int(window), n)
+            for j in range(b):
+                zu = trace[:, 0, j]
+                head = zu[:w]
+                finite_head = head[torch.isfinite(head)]
+                gap = trace[:w, 4, j]
+                gap = gap[torch.isfinite(gap)]
+                flagged = bool(flags[0, j])
+                out.append(Verdict(
+                    image=j, segment=seg.index, steps=n,
+                    score=float(finite_head.max()) if finite_head.numel() else math.nan,
+                    flagged=flagged, severity=("strong" if flags[1, j] else "mild") if flagged else "none",
+                    first_step=int(flags[2, j]) if flagged else None, steps_mitigated=int(flags[3, j]),
+                    nonfinite=bool(flags[4, j]), extrapolated=bool(flags[5, j]),
+                    cond_gap=float(gap.mean()) if gap.numel() else None,
+                    z_update=zu.tolist(), z_latent=trace[:, 1, j].tolist(), z_x0=trace[:, 2, j].tolist(),
+                    mitigated=[k for k in range(n) if trace[k, 3, j] == 1]))
+        return out

@@ -1,0 +1,124 @@
+"""Reference trajectories -> a Profile (the empirical stability region).
+
+``Recorder.observe`` is the same per-step call as ``Guard.observe`` and returns ``denoised`` unchanged, so a host
+drives calibration exactly as it drives the guard. Norms are kept per step as RMS with the latent's element count, so
+one recording can build a profile on either axis, in either norm, with either statistic.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+
+import numpy as np
+import torch
+
+from .observation import NORMS, observe_step
+from .profile import AXES, QUANTITIES, STATISTICS, Profile, ProfileError
+from .verdict import Verdict
+
+_MAD_TO_STD = 1.4826  # MAD of a normal distribution times this is its standard deviation
+
+
+class Trajectory:
+    """One image's reference run: per step sigma, sigma_next, update, rate, latent, x0 (RMS), and its label."""
+
+    def __init__(self, steps: np.ndarray, numel: int, shape: tuple, label: str | None):
+        self.steps, self.numel, self.shape, self.label = steps, numel, shape, label
+
+    def values(self, axis: str, norm: str) -> tuple[np.ndarray, np.ndarray]:
+        """Axis keys [n] and (update, latent, x0) values [n, 3] in the profile's convention."""
+        s = self.steps
+        keys = np.log(np.maximum(s[:, 0], 1e-12)) if axis == "log_sigma" else np.arange(len(s), dtype=np.float64)
+        update = s[:, 3] if axis == "log_sigma" else s[:, 2]
+        vals = np.stack([update, s[:, 4], s[:, 5]], 1)
+        if norm == "l2":
+            vals = vals * math.sqrt(self.numel)
+        return keys, vals
+
+
+class Recorder:
+    def __init__(self):
+        self.trajectories: list[Trajectory] = []
+        self._rows: list[torch.Tensor] = []
+        self._shape = None
+
+    def observe(self, x: torch.Tensor, denoised: torch.Tensor, sigma, sigma_next, cond_gap=None) -> torch.Tensor:
+        if self._shape is not None and x.shape != self._shape:
+            self.finish_run()  # a new latent shape (hires second pass) is a new trajectory
+        self._shape = x.shape
+        o = observe_step(x, denoised, sigma, sigma_next, "rms")
+        self._rows.append(torch.stack([o.sigma, o.sigma_next, o.update, o.rate, o.latent, o.x0]))  # [6, B]
+        return denoised
+
+    def finish_run(self, labels: list[str] | None = None) -> None:
+        """Close one sampling run; each image in it becomes one trajectory (non-finite ones are dropped)."""
+        if not self._rows:
+            return
+        data = torch.stack(self._rows).cpu().double().numpy()  # [n, 6, B]
+        shape = tuple(self._shape[1:])
+        numel = int(np.prod(shape))
+        for b in range(data.shape[2]):
+            steps = data[:, :, b]
+            if np.isfinite(steps).all():
+                self.trajectories.append(Trajectory(steps, numel, shape, labels[b] if labels else None))
+        self._rows, self._shape = [], None
+
+    def build_profile(self, axis: str = "log_sigma", norm: str = "rms", statistic: str = "median_mad",
+                      meta: dict | None = None) -> Profile:
+        """Per grid point, the reference centre and spread of each norm (mean/std as the paper, or median/MAD)."""
+        if axis not in AXES or norm not in NORMS or statistic not in STATISTICS:
+            raise ValueError(f"axis in {AXES}, norm in {NORMS}, statistic in {STATISTICS}; got {axis}, {norm}, "
+                             f"{statistic}")
+        self.finish_run()
+        if len(self.trajectories) < 2:
+            raise ProfileError(f"need at least 2 finite reference trajectories; have {len(self.trajectories)}")
+        cells: dict[float, list[np.ndarray]] = defaultdict(list)
+        for t in self.trajectories:
+            keys, vals = t.values(axis, norm)
+            for k, v in zip(keys, vals):
+                cells[round(float(k), 4)].append(v)
+        grid = sorted(k for k, v in cells.items() if len(v) >= 2)
+        if len(grid) < 2:
+            raise ProfileError("the reference trajectories share fewer than 2 steps; record more runs of one schedule")
+        centre, spread = {q: [] for q in QUANTITIES}, {q: [] for q in QUANTITIES}
+        for k in grid:
+            v = np.stack(cells[k])  # [n, 3]
+            if statistic == "mean_std":
+                c, s = v.mean(0), v.std(0, ddof=1)
+            else:
+                c = np.median(v, 0)
+                s = _MAD_TO_STD * np.median(np.abs(v - c), 0)
+            for j, q in enumerate(QUANTITIES):
+                centre[q].append(float(c[j]))
+                spread[q].append(float(s[j]))
+        longest = max(self.trajectories, key=lambda t: len(t.steps))
+        ref_sigmas = [float(s) for s in longest.steps[:, 0]]
+        info = {"trajectories": len(self.trajectories), "steps": len(longest.steps),
+                "latent_shape": list(longest.shape), **(meta or {})}
+        return Profile(axis=axis, norm=norm, statistic=statistic, grid=grid, mean=centre, std=spread,
+                       count=[len(cells[k]) for k in grid], reference_sigmas=ref_sigmas, meta=info)
+
+    def outliers(self, profile: Profile, tau: float = 3.0) -> list[tuple[int, str | None, float]]:
+        """Reference trajectories that the profile's own detection rule would flag: (index, label, max x0 z).
+
+        A memorized prompt that slipped into the reference set shows here; with the robust statistic it does not
+        widen the region it is judged against.
+        """
+        out = []
+        for i, t in enumerate(self.trajectories):
+            v = self.judge(profile, t, tau)
+            if v.flagged and v.z_x0:
+                out.append((i, t.label, max(z for z in v.z_x0 if math.isfinite(z))))
+        return out
+
+    @staticmethod
+    def judge(profile: Profile, t: Trajectory, tau: float = 3.0) -> Verdict:
+        keys, vals = t.values(profile.axis, profile.norm)
+        mean, std, _ = profile.lookup(torch.tensor(keys, dtype=torch.float32))
+        z = (np.abs(vals.T - mean.double().numpy()) / std.double().numpy())  # [3, n]
+        hit = (z[0] > tau) & (z[2] > tau)
+        first = int(np.argmax(hit)) if hit.any() else None
+        return Verdict(image=0, segment=0, steps=len(keys), score=float(z[0].max()), flagged=first is not None,
+                       severity="none" if first is None else "mild", first_step=first, steps_mitigated=0,
+                       z_update=z[0].tolist(), z_latent=z[1].tolist(), z_x0=z[2].tolist())
