@@ -100,16 +100,18 @@ class Recorder:
                        count=[len(cells[k]) for k in grid], reference_sigmas=ref_sigmas, meta=info)
 
     def outliers(self, profile: Profile, tau: float = 3.0) -> list[tuple[int, str | None, float]]:
-        """Reference trajectories that the profile's own detection rule would flag: (index, label, max x0 z).
+        """Reference trajectories that leave the region of their own reference set: (index, label, max |z|).
 
-        A memorized prompt that slipped into the reference set shows here; with the robust statistic it does not
+        Any of the three norms counts (broader than the detection rule, which needs the update and x0_hat together):
+        a memorized prompt that slipped into the reference set shows here, and with the robust statistic it does not
         widen the region it is judged against.
         """
         out = []
         for i, t in enumerate(self.trajectories):
             v = self.judge(profile, t, tau)
-            if v.flagged and v.z_x0:
-                out.append((i, t.label, max(z for z in v.z_x0 if math.isfinite(z))))
+            worst = max(max(v.z_update), max(v.z_latent), max(v.z_x0))
+            if worst > tau:
+                out.append((i, t.label, worst))
         return out
 
     @staticmethod

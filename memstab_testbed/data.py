@@ -151,7 +151,10 @@ def memorized_targets() -> list[Sample]:
             img = _poster(int(src.split(":")[1]))
         else:
             img = _center_square(_skimage(src))
-        out.append(Sample(caption, _resize(img)))
+        image = _resize(img)
+        if src.startswith("face:"):  # the same grain as the generic faces, fixed: no clean-vs-grainy shortcut
+            image = _grain(np.random.default_rng(77 + int(src.split(":")[1])), image, 0.04)
+        out.append(Sample(caption, image))
     return out
 
 
@@ -166,11 +169,20 @@ def _random_shape(rng: np.random.Generator) -> Sample:
         if (color, shape) not in HELD_OUT_SHAPES and color != bg:
             break
     n = 48
-    c = np.tile(np.asarray(COLORS[bg], np.float32) / 255.0, (n, n, 1))
+    c = np.tile(np.asarray(COLORS[bg], np.float32) / 255.0, (n, n, 1)) * _lighting(rng, n)
     r = rng.uniform(8, 18)
     _draw_shape(c, shape, rng.uniform(r, n - r), rng.uniform(r, n - r), r, COLORS[color])
-    c += rng.normal(0, 0.03, c.shape).astype(np.float32)
-    return Sample(shape_caption(color, shape, bg), _resize(np.clip(c, 0, 1)))
+    return Sample(shape_caption(color, shape, bg), _grain(rng, _resize(np.clip(c, 0, 1))))
+
+
+def _lighting(rng: np.random.Generator, n: int) -> np.ndarray:
+    """A random smooth brightness gradient: every generic image gets detail of its own."""
+    yy, xx = np.mgrid[0:n, 0:n].astype(np.float32) / n - 0.5
+    return (1 + rng.uniform(-0.25, 0.25) * xx + rng.uniform(-0.25, 0.25) * yy)[..., None]
+
+
+def _grain(rng: np.random.Generator, img: np.ndarray, std: float = 0.06) -> np.ndarray:
+    return np.clip(img + rng.normal(0, std, img.shape).astype(np.float32), -1, 1)
 
 
 def _random_digit(rng: np.random.Generator, digits, labels) -> Sample:
@@ -185,11 +197,11 @@ def _random_digit(rng: np.random.Generator, digits, labels) -> Sample:
     alpha = np.zeros((n, n), np.float32)
     alpha[y0:y0 + size, x0:x0 + size] = g
     fg, bgc = np.asarray(COLORS[color], np.float32) / 255, np.asarray(COLORS[bg], np.float32) / 255
-    c = alpha[..., None] * fg + (1 - alpha[..., None]) * bgc
+    c = alpha[..., None] * fg + (1 - alpha[..., None]) * bgc * _lighting(rng, n)
     word = DIGIT_WORDS[labels[k]]
     caption = (f"a {color} handwritten digit {word} on a {bg} background" if rng.random() < 0.5
                else f"the number {word} written in {color} ink")
-    return Sample(caption, _resize(c))
+    return Sample(caption, _grain(rng, _resize(np.clip(c, 0, 1))))
 
 
 def _random_face(rng: np.random.Generator, faces) -> Sample:
@@ -201,20 +213,22 @@ def _random_face(rng: np.random.Generator, faces) -> Sample:
     if rng.random() < 0.5:
         crop = crop[:, ::-1]
     crop = np.clip((crop - 0.5) * rng.uniform(0.75, 1.25) + 0.5 + rng.uniform(-0.12, 0.12), 0, 1)
-    return Sample(str(rng.choice(FACE_CAPTIONS)), _resize(_to_float_rgb(crop)))
+    return Sample(str(rng.choice(FACE_CAPTIONS)), _grain(rng, _resize(_to_float_rgb(crop)), 0.04))
 
 
 def _random_texture(rng: np.random.Generator, textures) -> Sample:
     name = list(TEXTURES)[rng.integers(len(TEXTURES))]
     img = textures[name]
     h, w = img.shape[:2]
-    s = int(rng.uniform(0.25, 0.8) * min(h, w))
-    y0, x0 = rng.integers(0, h - s + 1), rng.integers(0, w - s + 1)
-    crop = img[y0:y0 + s, x0:x0 + s]
-    if rng.random() < 0.5:
-        crop = crop[:, ::-1]
+    for _ in range(50):  # small crops keep the texture at 16 px; flat crops would be trivially "reproduced"
+        s = int(rng.uniform(0.06, 0.3) * min(h, w))
+        y0, x0 = rng.integers(0, h - s + 1), rng.integers(0, w - s + 1)
+        crop = img[y0:y0 + s, x0:x0 + s]
+        out = _resize(crop[:, ::-1] if rng.random() < 0.5 else crop)
+        if out.std() >= 0.1:
+            break
     caption = f"a close-up photo of {TEXTURES[name]}" if rng.random() < 0.6 else f"{TEXTURES[name]}, detailed photo"
-    return Sample(caption, _resize(crop))
+    return Sample(caption, out)
 
 
 def build_generic_pool(n: int, seed: int = 0) -> tuple[list[str], np.ndarray]:

@@ -1,0 +1,45 @@
+import re
+
+import pytest
+
+from lib_memstab import Verdict
+
+
+def _v(**kw):
+    base = dict(image=0, segment=0, steps=20, score=17.254, flagged=True, severity="strong", first_step=2,
+                steps_mitigated=6, extrapolated=True, cond_gap=0.12345)
+    base.update(kw)
+    return Verdict(**base)
+
+
+@pytest.mark.parametrize("v", [
+    _v(), _v(flagged=False, severity="none", first_step=None, steps_mitigated=0, extrapolated=False, cond_gap=None),
+    _v(nonfinite=True, score=float("nan")), _v(severity="mild", steps_mitigated=0),
+])
+def test_infotext_round_trip(v):
+    info = v.to_infotext()
+    assert all(re.match(r"^\w[\w \-/]+$", k) for k in info)
+    assert all(k.startswith("MemStab ") for k in info)
+    back = Verdict.from_infotext(info)
+    assert back.to_infotext() == info
+    assert (back.flagged, back.severity, back.first_step, back.steps_mitigated, back.nonfinite, back.extrapolated) == \
+        (v.flagged, v.severity, v.first_step, v.steps_mitigated, v.nonfinite, v.extrapolated)
+
+
+def test_summary_reads_well():
+    assert _v().summary() == "memorized (strong), score 17.25, first step 2, mitigated 6, extrapolated"
+    assert _v(flagged=False, severity="none", first_step=None, steps_mitigated=0,
+              extrapolated=False).summary() == "clean, score 17.25"
+
+
+@pytest.mark.parametrize("info,match", [
+    ({"MemStab verdict": "maybe", "MemStab score": "1"}, "verdict"),
+    ({"MemStab verdict": "clean", "MemStab score": "high"}, "score"),
+    ({"MemStab verdict": "memorized", "MemStab score": "1", "MemStab severity": "huge"}, "severity"),
+    ({"MemStab verdict": "memorized", "MemStab score": "1", "MemStab first step": "x"}, "not a number"),
+    ({"MemStab verdict": "clean", "MemStab score": "1", "MemStab notes": "odd"}, "unknown note"),
+    ({}, "verdict"),
+])
+def test_bad_infotext_is_a_clear_error(info, match):
+    with pytest.raises(ValueError, match=match):
+        Verdict.from_infotext(info)
