@@ -40,6 +40,9 @@ def _write(tmp_path, d):
     return path
 
 
+ONE_POINT = {q: {"mean": [1.0], "std": [1.0]} for q in ("update", "latent", "x0")}
+
+
 def _mutated(fn):
     d = flat_profile().to_dict()
     fn(d)
@@ -60,8 +63,7 @@ def _mutated(fn):
     (lambda: _mutated(lambda d: d.update(axis="time")), "axis"),
     (lambda: _mutated(lambda d: d.update(grid="abc")), "list of numbers"),
     (lambda: _mutated(lambda d: d["count"].__setitem__(0, 0)), "count"),
-    (lambda: _mutated(lambda d: d.update(grid=[0.0], count=[1], stats={q: {"mean": [1.0], "std": [1.0]}
-                                                                   for q in ("update", "latent", "x0")})), "at least 2"),
+    (lambda: _mutated(lambda d: d.update(grid=[0.0], count=[1], stats=ONE_POINT)), "at least 2"),
     (lambda: _mutated(lambda d: d.update(reference_sigmas=[1.0, 2.0])), "high to low"),
     (lambda: _mutated(lambda d: d.update(meta=[1])), "meta"),
 ])
