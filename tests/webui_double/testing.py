@@ -1,0 +1,78 @@
+"""pytest fixtures for the adapter tests: a calibrated profile for the double's model, and a started host."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from lib_memstab import Recorder, make_meta
+
+from . import Host
+from .host_model import MODEL_HASH
+
+MEMORIZED = "-1"
+ORDINARY = "101"
+
+
+def calibrate(path):
+    """A profile for the double's analytic model: the real Euler sampler, 20 steps, ordinary conditions."""
+    from memstab_testbed.analytic import SHAPE, AnalyticModel
+    from memstab_testbed.kdiff import import_k_diffusion
+    from memstab_testbed.model import sd_alphas_cumprod
+
+    k = import_k_diffusion()
+    ac = sd_alphas_cumprod()
+    sigmas = k.external.DiscreteSchedule(((1 - ac) / ac).sqrt(), False).get_sigmas(20)
+    model = AnalyticModel()
+    rec = Recorder()
+    for b in range(3):
+        conds = list(range(8 * b, 8 * b + 8))
+        cfg = model.cfg_denoiser(conds, 7.5)
+        step = iter(range(len(sigmas)))
+
+        def den(x, sigma, cfg=cfg, step=step, **_):
+            d = cfg(x, sigma)
+            i = next(step)
+            rec.observe(x, d, sigma[0], sigmas[i + 1])
+            return d
+
+        x = torch.stack([torch.randn(SHAPE, generator=torch.Generator().manual_seed(500 + 8 * b + j))
+                         for j in range(8)]) * sigmas[0]
+        k.sampling.sample_euler(den, x, sigmas, disable=True)
+        rec.finish_run()
+    prof = rec.build_profile(meta=make_meta(model="analytic", model_hash=MODEL_HASH, sampler="Euler"))
+    prof.save(path)
+    return prof
+
+
+@pytest.fixture(scope="session")
+def profile_dir(tmp_path_factory):
+    d = tmp_path_factory.mktemp("memstab_profiles")
+    calibrate(d / "analytic.json")
+    return d
+
+
+def _start(variant, profile_dir):
+    h = Host(variant)
+    h.shared.opts.data["memstab_profile_dir"] = str(profile_dir)
+    return h
+
+
+@pytest.fixture
+def host(profile_dir):
+    h = _start("a1111", profile_dir)
+    yield h
+    h.close()
+
+
+@pytest.fixture
+def forge_host(profile_dir):
+    h = _start("forge", profile_dir)
+    yield h
+    h.close()
+
+
+def parse(text: str) -> dict:
+    from modules import infotext_utils
+
+    return infotext_utils.parse_generation_parameters(text)
