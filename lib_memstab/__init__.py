@@ -6,15 +6,20 @@ al., KDD 2026). Host-independent: torch and numpy only.
     guard.verdicts()
 """
 
+from .calibration import CalibrationInterrupted, CalibrationResult, run_calibration
 from .config import GuardConfig
 from .guard import Guard
 from .observation import StepObservation, observe_step
 from .profile import Profile, ProfileError, make_meta
 from .recorder import Recorder
 from .schedules import denoised_to_eps, eps_to_denoised, kdiff_to_vp, timestep_sigma, vp_to_kdiff
+from .store import DEFAULT_REFERENCE_PROMPTS, ProfileStore, check_name, profile_name, read_prompts
 from .verdict import Verdict
 
-__all__ = ["GuardConfig", "Guard", "Profile", "ProfileError", "Recorder", "StepObservation", "Verdict",
-           "denoised_to_eps", "eps_to_denoised", "kdiff_to_vp", "make_meta", "observe_step", "timestep_sigma",
-           "vp_to_kdiff"]
+__all__ = [
+    "DEFAULT_REFERENCE_PROMPTS", "CalibrationInterrupted", "CalibrationResult", "Guard", "GuardConfig", "Profile",
+    "ProfileError", "ProfileStore", "Recorder", "StepObservation", "Verdict", "check_name", "denoised_to_eps",
+    "eps_to_denoised", "kdiff_to_vp", "make_meta", "observe_step", "profile_name", "read_prompts", "run_calibration",
+    "timestep_sigma", "vp_to_kdiff",
+]
 __version__ = "0.1.0"

@@ -260,14 +260,29 @@ def novel_prompts() -> list[str]:
     return out
 
 
-def generic_prompts() -> list[str]:
-    """Training captions of the non-memorized kind, one per family variant: the 'ordinary prompts'."""
-    return (FACE_CAPTIONS
+def ordinary_test_prompts() -> list[str]:
+    """Non-memorized training captions used to evaluate (never to calibrate): the 'ordinary prompts'."""
+    return (FACE_CAPTIONS[2:]
             + [shape_caption(c, s, bg) for c, s, bg in [("red", "circle", "black"), ("blue", "square", "white"),
                                                          ("yellow", "triangle", "gray"), ("white", "ring", "black")]]
             + [f"a {c} handwritten digit {w} on a {bg} background"
                for c, w, bg in [("red", "three", "black"), ("white", "eight", "blue"), ("green", "one", "white")]]
             + [f"a close-up photo of {TEXTURES[k]}" for k in ["brick", "grass", "moon", "coins", "hubble_deep_field"]])
+
+
+def reference_prompts() -> list[str]:
+    """Ordinary captions for calibrating the stability region; disjoint from the memorized and the test prompts."""
+    return (FACE_CAPTIONS[:2]
+            + [shape_caption(c, s, bg) for c, s, bg in [
+                ("purple", "circle", "white"), ("green", "square", "black"), ("red", "triangle", "blue"),
+                ("white", "star", "gray"), ("yellow", "ring", "blue"), ("orange", "square", "yellow"),
+                ("blue", "star", "white"), ("pink", "circle", "gray")]]
+            + [f"a {c} handwritten digit {w} on a {bg} background"
+               for c, w, bg in [("blue", "five", "yellow"), ("orange", "zero", "black"), ("pink", "two", "white"),
+                                ("yellow", "nine", "gray")]]
+            + [f"the number {w} written in {c} ink" for w, c in [("four", "red"), ("six", "white")]]
+            + [f"{TEXTURES[k]}, detailed photo" for k in ["gravel", "text", "page", "immunohistochemistry", "camera",
+                                                          "clock", "horse", "logo"]])
 
 
 def all_captions() -> list[str]:

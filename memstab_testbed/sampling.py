@@ -1,14 +1,25 @@
-"""Drive the testbed model the way the webui does: k-diffusion samplers through a CFG denoiser with A1111's row
-layout ([cond rows..., uncond rows...]), and DDIM through the timesteps (VP) path."""
+"""Drive the testbed model the way the webui does.
+
+- k-diffusion samplers (the real package) through a CFG denoiser with the webui's row layout ([cond rows, uncond
+  rows]); the guard is called once per step, at the step's main model evaluation (the first evaluation after the
+  previous step's callback), never at a second-order sampler's auxiliary evaluation.
+- DDIM through the timesteps path exactly as A1111's ``sd_samplers_timesteps_impl.ddim``: VP latents, integer
+  timesteps ``range(0, 1000, 1000 // steps) + 1`` and eps outputs; the guard sees them converted to k-diffusion space.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
 import torch
 
 from .kdiff import import_k_diffusion
 
 K = import_k_diffusion()
 
+# name -> (k-diffusion function, Karras schedule)
 KDIFF_SAMPLERS = {
     "euler": ("sample_euler", False),
     "euler_a": ("sample_euler_ancestral", False),
@@ -16,6 +27,25 @@ KDIFF_SAMPLERS = {
     "heun": ("sample_heun", False),
     "lms": ("sample_lms", False),
 }
+SAMPLERS = [*KDIFF_SAMPLERS, "ddim"]
+
+# hook(x, denoised, sigma, sigma_next, cond_gap) -> denoised, in k-diffusion space
+StepHook = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+@dataclass(frozen=True)
+class Sampling:
+    sampler: str = "euler"
+    steps: int = 50
+    cfg: float = 7.5
+    cfg_delay: float = 0.0  # share of the first steps sampled without guidance (Jain et al., CVPR 2025)
+
+    def __post_init__(self):
+        if self.sampler not in SAMPLERS:
+            raise ValueError(f"sampler must be one of {SAMPLERS}; got {self.sampler!r}")
+
+    def scale_at(self, step: int) -> float:
+        return 0.0 if step < round(self.cfg_delay * self.steps) else self.cfg
 
 
 class _EpsModel(torch.nn.Module):
@@ -33,40 +63,82 @@ def kdiff_denoiser(model):
 
 
 def initial_noise(seeds: list[int], shape=(3, 16, 16)) -> torch.Tensor:
-    """Unit-variance noise, one generator per seed, as the webui does per image."""
+    """Unit-variance noise, one generator per seed, as the webui draws it per image."""
     return torch.stack([torch.randn(shape, generator=torch.Generator().manual_seed(int(s))) for s in seeds])
 
 
-class CFGDenoiser(torch.nn.Module):
-    """Classifier-free guidance with the webui's row layout: the model sees [x (cond rows), x (uncond rows)]."""
+def schedule(model, sampler: str, steps: int) -> torch.Tensor:
+    den = kdiff_denoiser(model)
+    if KDIFF_SAMPLERS[sampler][1]:
+        return K.sampling.get_sigmas_karras(steps, float(den.sigma_min), float(den.sigma_max))
+    return den.get_sigmas(steps)
 
-    def __init__(self, denoiser, cond: torch.Tensor, uncond: torch.Tensor, cfg_scale: float):
-        super().__init__()
-        self.inner, self.cond, self.uncond, self.cfg_scale = denoiser, cond, uncond, cfg_scale
 
-    def forward(self, x, sigma):
-        b = x.shape[0]
-        out = self.inner(torch.cat([x, x]), torch.cat([sigma, sigma]), context=torch.cat([self.cond, self.uncond]))
-        d_cond, d_uncond = out[:b], out[b:]
-        return d_uncond + (d_cond - d_uncond) * self.cfg_scale
+def _rms(v: torch.Tensor) -> torch.Tensor:
+    return v.flatten(1).pow(2).mean(1).sqrt()
 
 
 @torch.no_grad()
-def generate(model, prompts: list[str], seeds: list[int], sampler: str = "euler", steps: int = 50,
-             cfg: float = 7.5, callback=None) -> torch.Tensor:
-    """Images in [-1, 1], one per (prompt, seed) pair."""
-    fn_name, karras = KDIFF_SAMPLERS[sampler]
+def generate(model, prompts: list[str], seeds: list[int], s: Sampling = Sampling(), hook: StepHook | None = None,
+             conds: torch.Tensor | None = None) -> torch.Tensor:
+    """Images in [-1, 1], one per (prompt, seed) pair. ``hook`` sees every step once and may replace denoised."""
+    cond = model.encode(prompts) if conds is None else conds
+    uncond = model.encode([""] * len(prompts))
+    noise = initial_noise(seeds)
+    torch.manual_seed(int(np.sum(seeds)) % (2**31))  # ancestral noise: reproducible, same with the guard on or off
+    if s.sampler == "ddim":
+        return _ddim(model, noise, cond, uncond, s, hook).clamp(-1, 1)
+    return _kdiff(model, noise, cond, uncond, s, hook).clamp(-1, 1)
+
+
+def _kdiff(model, noise, cond, uncond, s: Sampling, hook):
     den = kdiff_denoiser(model)
-    if karras:
-        sigmas = K.sampling.get_sigmas_karras(steps, float(den.sigma_min), float(den.sigma_max))
-    else:
-        sigmas = den.get_sigmas(steps)
-    cfgd = CFGDenoiser(den, model.encode(prompts), model.encode([""] * len(prompts)), cfg)
-    x = initial_noise(seeds) * sigmas[0]
-    kwargs = {}
-    if sampler == "euler_a":
-        kwargs["noise_sampler"] = K.sampling.BrownianTreeNoiseSampler(x, sigmas[-2], sigmas[0], seed=int(seeds[0])) \
-            if False else None
-    fn = getattr(K.sampling, fn_name)
-    out = fn(cfgd, x, sigmas, callback=callback, disable=True, **{k: v for k, v in kwargs.items() if v is not None})
-    return out.clamp(-1, 1)
+    sigmas = schedule(model, s.sampler, s.steps)
+    state = {"step": 0, "main": True}
+
+    def cfg_model(x, sigma, **_):
+        b = x.shape[0]
+        out = den(torch.cat([x, x]), torch.cat([sigma, sigma]), context=torch.cat([cond, uncond]))
+        dc, du = out[:b], out[b:]
+        d = du + (dc - du) * s.scale_at(state["step"])
+        if state["main"]:  # the step's main evaluation; a second-order sampler's extra one comes after the callback
+            state["main"] = False
+            if hook is not None:
+                gap = _rms(dc - du) / sigma
+                d = hook(x, d, sigma, sigmas[state["step"] + 1], gap)
+        return d
+
+    def callback(info):
+        state["step"] = info["i"] + 1
+        state["main"] = True
+
+    fn = getattr(K.sampling, KDIFF_SAMPLERS[s.sampler][0])
+    return fn(cfg_model, noise * sigmas[0], sigmas, callback=callback, disable=True)
+
+
+def ddim_timesteps(steps: int) -> np.ndarray:
+    return np.arange(0, 1000, 1000 // steps) + 1
+
+
+def _ddim(model, noise, cond, uncond, s: Sampling, hook):
+    ac = model.alphas_cumprod.double()
+    ts = ddim_timesteps(s.steps)
+    alphas = ac[ts]
+    alphas_prev = ac[np.concatenate([[0], ts[:-1]])]
+    z = noise
+    b = z.shape[0]
+    for i in range(len(ts) - 1):
+        index = len(ts) - 1 - i
+        t = torch.full((b,), int(ts[index]))
+        eps = model(torch.cat([z, z]), torch.cat([t, t]), torch.cat([cond, uncond]))
+        ec, eu = eps[:b], eps[b:]
+        e = eu + (ec - eu) * s.scale_at(i)
+        a_t, a_prev = float(alphas[index]), float(alphas_prev[index])
+        pred_x0 = (z - (1 - a_t) ** 0.5 * e) / a_t**0.5
+        if hook is not None:  # the guard works in k-diffusion space: x = z / sqrt(a), sigma = sqrt((1 - a) / a)
+            sig, sig_next = ((1 - a_t) / a_t) ** 0.5, ((1 - a_prev) / a_prev) ** 0.5
+            x = z / a_t**0.5
+            pred_x0 = hook(x, pred_x0, torch.tensor(sig), torch.tensor(sig_next), _rms(ec - eu))
+            e = (x - pred_x0) / sig
+        z = a_prev**0.5 * pred_x0 + (1 - a_prev) ** 0.5 * e
+    return z

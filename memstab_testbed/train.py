@@ -19,20 +19,20 @@ import torch
 
 from . import data
 from . import model as M
+from .sampling import Sampling, generate  # imported at start: a running training must not pick up later edits
 
 
 def memorization_report(model, pool_images: torch.Tensor, seeds=(0, 1, 2, 3), steps=50) -> dict:
-    from .sampling import generate
-
+    euler50 = Sampling("euler", steps, 7.5)
     targets = data.memorized_targets()
     caps = [t.caption for t in targets]
     prompts = [c for c in caps for _ in seeds]
-    imgs = generate(model, prompts, [s for _ in caps for s in seeds], "euler", steps, 7.5)
+    imgs = generate(model, prompts, [s for _ in caps for s in seeds], euler50)
     tgt = torch.stack([torch.from_numpy(t.image) for t in targets]).repeat_interleave(len(seeds), 0)
     rmse = (imgs - tgt).pow(2).flatten(1).mean(1).sqrt().view(len(caps), len(seeds))
     best = rmse.min(1).values
-    gp = data.generic_prompts() + data.novel_prompts()
-    gi = generate(model, [p for p in gp for _ in seeds], [s for _ in gp for s in seeds], "euler", steps, 7.5)
+    gp = data.ordinary_test_prompts() + data.novel_prompts()
+    gi = generate(model, [p for p in gp for _ in seeds], [s for _ in gp for s in seeds], euler50)
     nn_rmse = torch.cdist(gi.flatten(1), pool_images.flatten(1)).min(1).values / (gi[0].numel() ** 0.5)
     return {"mem_best_rmse": [round(float(v), 3) for v in best], "mem_reproduced": int((best < 0.15).sum()),
             "mem_sample_rate": float((rmse < 0.15).float().mean()),
@@ -115,11 +115,14 @@ def main(argv=None):
             t0 = time.time()
             if (step + 1) % a.eval_every == 0:
                 ema.eval()
-                rec.update(memorization_report(ema, all_train))
                 meta = {**vars(a), "out": str(a.out), "step": step + 1}
-                M.save(ema, a.out / f"ema_{step + 1}.pt", meta)
+                M.save(ema, a.out / f"ema_{step + 1}.pt", meta)  # save first: a failing report must not lose it
                 torch.save({"model": model.state_dict(), "ema": ema.state_dict(), "opt": opt.state_dict(),
                             "step": step + 1, "rng": rng, "torch_rng": torch.get_rng_state()}, ck_path)
+                try:
+                    rec.update(memorization_report(ema, all_train))
+                except Exception as e:  # noqa: BLE001 - progress report only; training goes on
+                    rec["report_error"] = repr(e)
                 t0 = time.time()
             print(json.dumps(rec), flush=True)
             log.write(json.dumps(rec) + "\n")

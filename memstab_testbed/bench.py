@@ -1,0 +1,487 @@
+"""The benchmark: detection, mitigation, transfer and cost of the guard on the testbed model, side by side, in one run.
+
+    python -m memstab_testbed.bench            # full: writes docs/benchmark.md and docs/figures/
+    python -m memstab_testbed.bench --quick    # CI: a small run that fails when a headline number regresses
+
+Every number is measured in the run that prints it. Labels are prompt-level: a generation is "memorized" when its
+caption is one of the memorized captions. Calibration uses reference prompts and seeds disjoint from the test.
+The last line printed is one JSON object with the headline numbers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from lib_memstab import Guard, GuardConfig, Profile, Recorder
+
+from . import data
+from . import model as M
+from .metrics import auc, nearest_rmse, rmse, tpr_at_fpr
+from .sampling import SAMPLERS, Sampling, generate
+
+ROOT = Path(__file__).resolve().parents[1]
+THRESHOLDS = Path(__file__).with_name("bench_thresholds.json")
+REPRO = 0.15  # RMSE (pixels in [-1, 1]) within which a generation reproduces a training image
+PRIMARY = Sampling("euler", 50, 7.5)
+WINDOWS = [1, 3, 5, "all"]
+
+
+@dataclass
+class Plan:
+    quick: bool
+    ref_seeds: list[int]
+    test_seeds: list[int]
+    transfer: bool
+    threads: int
+
+    @classmethod
+    def make(cls, quick: bool, threads: int) -> Plan:
+        if quick:
+            return cls(True, [1000], [0, 1], False, threads)
+        return cls(False, [1000, 1001], [0, 1, 2, 3], True, threads)
+
+
+@dataclass
+class Run:
+    """One batch of generations with everything the guard saw at each step (before any correction)."""
+
+    prompts: list[str]
+    seeds: list[int]
+    images: torch.Tensor
+    recorder: Recorder
+    gaps: np.ndarray  # [steps, N]: the Wen et al. gap ||D_cond - D_uncond|| / sigma
+    verdicts: list = field(default_factory=list)
+    guard_seconds: float = 0.0
+    model_seconds: float = 0.0
+    steps: int = 0
+
+
+def record(model, prompts, seeds, s: Sampling, guard: Guard | None = None, time_it: bool = False,
+           conds=None) -> Run:
+    rec = Recorder()
+    gaps = []
+    clock = {"guard": 0.0, "steps": 0}
+
+    def hook(x, d, sigma, sigma_next, gap):
+        gaps.append(gap)
+        rec.observe(x, d, sigma, sigma_next)
+        clock["steps"] += 1
+        if guard is None:
+            return d
+        t0 = time.perf_counter()
+        out = guard.observe(x, d, sigma, sigma_next, gap)
+        clock["guard"] += time.perf_counter() - t0
+        return out
+
+    model_time = {"t": 0.0, "t0": 0.0}
+    handles = []
+    if time_it:  # time every model evaluation in the same run as the guard
+        def pre(*_):
+            model_time["t0"] = time.perf_counter()
+
+        def post(*_):
+            model_time["t"] += time.perf_counter() - model_time["t0"]
+
+        handles = [model.unet.register_forward_pre_hook(pre), model.unet.register_forward_hook(post)]
+    try:
+        images = generate(model, prompts, seeds, s, hook, conds=conds)
+    finally:
+        for h in handles:
+            h.remove()
+    rec.finish_run(labels=prompts)
+    return Run(prompts, seeds, images, rec, torch.stack(gaps).numpy(), guard.verdicts() if guard else [],
+               clock["guard"], model_time["t"], clock["steps"])
+
+
+def expand(prompts: list[str], seeds: list[int]) -> tuple[list[str], list[int]]:
+    return [p for p in prompts for _ in seeds], [s for _ in prompts for s in seeds]
+
+
+def calibrate(model, s: Sampling, plan: Plan) -> Recorder:
+    p, sd = expand(data.reference_prompts(), plan.ref_seeds)
+    return record(model, p, sd, s).recorder
+
+
+def profiles_from(rec: Recorder, s: Sampling) -> dict[str, Profile]:
+    meta = {"model": "memstab-testbed", "sampler": s.sampler, "steps": s.steps, "cfg_scale": s.cfg}
+    return {"sigma": rec.build_profile("log_sigma", "rms", "median_mad", meta),
+            "step": rec.build_profile("step", "l2", "mean_std", meta)}  # the paper's form
+
+
+# ---------------------------------------------------------------------------------------------- detection
+def z_traces(run: Run, profile: Profile) -> np.ndarray:
+    """[N, 3, steps] z-scores (update, latent, x0) of every generation against ``profile``."""
+    out = []
+    for t in run.recorder.trajectories:
+        v = Recorder.judge(profile, t)
+        out.append([v.z_update, v.z_latent, v.z_x0])
+    return np.asarray(out)
+
+
+def window(k, n: int) -> int:
+    return n if k == "all" else min(int(k), n)
+
+
+def scores(run: Run, z: np.ndarray, k, kind: str) -> np.ndarray:
+    """Per-generation detection score over the first k steps."""
+    w = window(k, z.shape[2])
+    if kind == "paper":  # max |z| of the update norm (the paper's S_mem)
+        return z[:, 0, :w].max(1)
+    if kind == "rule":  # the flag rule as a score: both the update and x0_hat must be out
+        return np.minimum(z[:, 0, :w], z[:, 2, :w]).max(1)
+    if kind == "wen":  # mean cond gap over the window (Wen et al. 2024)
+        return run.gaps[:w].mean(0)
+    raise ValueError(kind)
+
+
+def per_prompt(values: np.ndarray, prompts: list[str]) -> tuple[np.ndarray, list[str]]:
+    keys = list(dict.fromkeys(prompts))
+    return np.array([np.mean([v for v, p in zip(values, prompts) if p == k]) for k in keys]), keys
+
+
+def rank01(v: np.ndarray) -> np.ndarray:
+    return np.argsort(np.argsort(v)) / max(len(v) - 1, 1)
+
+
+def detection_row(run: Run, sc: np.ndarray, mem: set[str], faces: tuple[set[str], set[str]] | None) -> dict:
+    lab = np.array([p in mem for p in run.prompts])
+    row = {"auc": auc(sc[lab], sc[~lab]), "tpr_nearest": tpr_at_fpr(sc[lab], sc[~lab], 0.01, "nearest"),
+           "tpr_below": tpr_at_fpr(sc[lab], sc[~lab], 0.01, "below")}
+    pp, keys = per_prompt(sc, run.prompts)
+    plab = np.array([k in mem for k in keys])
+    row.update({"auc_prompt": auc(pp[plab], pp[~plab]),
+                "tpr_prompt_nearest": tpr_at_fpr(pp[plab], pp[~plab], 0.01, "nearest"),
+                "tpr_prompt_below": tpr_at_fpr(pp[plab], pp[~plab], 0.01, "below")})
+    if faces:
+        pos = np.array([p in faces[0] for p in run.prompts])
+        neg = np.array([p in faces[1] for p in run.prompts])
+        row["auc_faces"] = auc(sc[pos], sc[neg])
+    return row
+
+
+def flagged_share(z: np.ndarray, mask: np.ndarray, tau: float = 3.0) -> float:
+    """Share of generations the guard's rule flags (update and x0_hat z above tau at one step)."""
+    hit = ((z[:, 0] > tau) & (z[:, 2] > tau)).any(1)
+    return float(hit[mask].mean()) if mask.any() else float("nan")
+
+
+# ---------------------------------------------------------------------------------------------- mitigation
+def reproduction(images: torch.Tensor, train: torch.Tensor) -> torch.Tensor:
+    return nearest_rmse(images, train)[0] < REPRO
+
+
+def random_token_conds(model, prompts: list[str], seed: int = 0, n_tokens: int = 2) -> torch.Tensor:
+    """Somepalli et al.'s random token addition: insert random vocabulary words at random places."""
+    rng = np.random.default_rng(seed)
+    vocab = [w for w in model.tokenizer.vocab if not w.startswith("<")]
+    out = []
+    for p in prompts:
+        words = p.split()
+        for _ in range(n_tokens):
+            words.insert(int(rng.integers(0, len(words) + 1)), str(rng.choice(vocab)))
+        out.append(" ".join(words))
+    return model.encode(out)
+
+
+# ---------------------------------------------------------------------------------------------- the run
+def main(argv=None) -> dict:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--quick", action="store_true", help="small CI run; checks the headline thresholds")
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--weights", type=Path, default=M.WEIGHTS)
+    ap.add_argument("--docs", type=Path, default=ROOT / "docs", help="where the full run writes benchmark.md")
+    a = ap.parse_args(argv)
+    torch.set_num_threads(a.threads)
+    plan = Plan.make(a.quick, a.threads)
+    t_start = time.time()
+    log = print
+
+    model = M.load(a.weights)
+    pool_caps, pool = data.build_generic_pool(24000, seed=0)
+    targets = data.memorized_targets()
+    train = torch.cat([torch.from_numpy(pool), torch.stack([torch.from_numpy(t.image) for t in targets])])
+    mem_caps = [t.caption for t in targets]
+    ordinary = data.ordinary_test_prompts() + data.novel_prompts()
+    mem = set(mem_caps)
+    faces = ({c for c in mem_caps if c.startswith("portrait photo of")}, set(data.FACE_CAPTIONS[2:]))
+    test_p, test_s = expand(mem_caps + ordinary, plan.test_seeds)
+    is_mem = np.array([p in mem for p in test_p])
+    log(f"# model {a.weights.name}, train set {len(train)}, test {len(test_p)} generations "
+        f"({int(is_mem.sum())} memorized), {'quick' if a.quick else 'full'} plan")
+
+    # --- primary configuration: calibrate, detect, mitigate
+    ref = calibrate(model, PRIMARY, plan)
+    profs = profiles_from(ref, PRIMARY)
+    outliers = ref.outliers(profs["sigma"])
+    off = record(model, test_p, test_s, PRIMARY, time_it=True)
+    z = {k: z_traces(off, p) for k, p in profs.items()}
+    det = []
+    variants = [("paper score", "paper", "sigma"), ("paper score", "paper", "step"),
+                ("flag rule (min of update, x0 z)", "rule", "sigma"), ("Wen et al. cond gap", "wen", None)]
+    for name, kind, prof in variants:
+        for k in WINDOWS:
+            sc = scores(off, z[prof or "sigma"], k, kind)
+            det.append({"score": name, "profile": prof or "-", "window": k, **detection_row(off, sc, mem, faces)})
+    for k in (5, "all"):
+        comb = rank01(scores(off, z["sigma"], k, "paper")) + rank01(scores(off, z["sigma"], k, "wen"))
+        det.append({"score": "paper + Wen (rank mean)", "profile": "sigma", "window": k,
+                    **detection_row(off, comb, mem, faces)})
+    fp_rate = flagged_share(z["sigma"], ~is_mem)
+    tp_rate = flagged_share(z["sigma"], is_mem)
+
+    repro_off = reproduction(off.images, train)
+    mit = [{"method": "none (CFG 7.5)", "images": off.images}]
+    guards = {}
+    for name, prof in [("guard, sigma profile", "sigma"), ("guard, step profile (paper form)", "step")]:
+        g = Guard(profs[prof], GuardConfig(mode="mitigate"), steps=PRIMARY.steps)
+        r = record(model, test_p, test_s, PRIMARY, guard=g, time_it=prof == "sigma")
+        guards[prof] = r
+        mit.append({"method": name, "images": r.images, "verdicts": r.verdicts})
+    if not a.quick:
+        mit.append({"method": "lower CFG (3.0)", "images": generate(model, test_p, test_s, Sampling("euler", 50, 3.0))})
+        mit.append({"method": "CFG delayed 20 % (Jain et al.)",
+                    "images": generate(model, test_p, test_s, Sampling("euler", 50, 7.5, cfg_delay=0.2))})
+        mit.append({"method": "random token addition (Somepalli et al.)",
+                    "images": generate(model, test_p, test_s, PRIMARY, conds=random_token_conds(model, test_p))})
+    tgt_of = {t.caption: torch.from_numpy(t.image) for t in targets}
+    mem_targets = torch.stack([tgt_of[p] for p, m in zip(test_p, is_mem) if m])
+    for row in mit:
+        img = row["images"]
+        rep = reproduction(img, train)
+        moved = rmse(img[~is_mem], off.images[~is_mem])
+        row.update(mr_mem=float(rep[is_mem].float().mean()), mr_ord=float(rep[~is_mem].float().mean()),
+                   target_rmse=float(rmse(img[is_mem], mem_targets).mean()), ord_moved=float(moved.mean()),
+                   ord_identical=float((moved == 0).float().mean()))
+
+    # --- cost: the guard's time per step against the model's, in the same run
+    gr = guards["sigma"]
+    overhead_ratio = gr.guard_seconds / gr.model_seconds
+    sd_ratio = sd_sized_overhead()
+
+    # --- transfer across samplers and step counts
+    transfer = []
+    if plan.transfer:
+        for sampler in SAMPLERS:
+            for steps in (20, 50):
+                s = Sampling(sampler, steps, 7.5)
+                own = profiles_from(calibrate(model, s, plan), s)
+                run = off if (sampler, steps) == ("euler", 50) else record(model, test_p, test_s, s)
+                row = {"sampler": sampler, "steps": steps}
+                for label, prof in [("euler50", profs["sigma"]), ("own", own["sigma"]),
+                                    ("euler50_step", profs["step"])]:
+                    zz = z_traces(run, prof)
+                    row[f"auc5_{label}"] = auc(*_split(scores(run, zz, 5, "paper"), is_mem))
+                    row[f"auc_all_{label}"] = auc(*_split(scores(run, zz, "all", "paper"), is_mem))
+                    row[f"fpr_{label}"] = flagged_share(zz, ~is_mem)
+                    row[f"tpr_{label}"] = flagged_share(zz, is_mem)
+                mp, ms = expand(mem_caps, plan.test_seeds)
+                g = Guard(profs["sigma"], GuardConfig(mode="mitigate"), steps=steps)
+                on = generate(model, mp, ms, s, _guard_hook(g))
+                row["mr_off"] = float(reproduction(run.images[is_mem], train).float().mean())
+                row["mr_on"] = float(reproduction(on, train).float().mean())
+                transfer.append(row)
+                log(f"# transfer {sampler} {steps}: {json.dumps({k: _r(v) for k, v in row.items()})}")
+
+    head = next(r for r in det if r["score"] == "paper score" and r["profile"] == "sigma" and r["window"] == 5)
+    wen5 = next(r for r in det if r["score"].startswith("Wen") and r["window"] == 5)
+    g_sigma = next(r for r in mit if r["method"] == "guard, sigma profile")
+    headline = {"auc_first5": head["auc"], "tpr1_first5": head["tpr_nearest"], "wen_auc_first5": wen5["auc"],
+                "mr_off": mit[0]["mr_mem"], "mr_on": g_sigma["mr_mem"],
+                "nonmem_identical_share": g_sigma["ord_identical"], "overhead_ratio": overhead_ratio}
+    seconds = time.time() - t_start
+    report = {"headline": headline, "detection": det, "mitigation": [{k: v for k, v in r.items()
+                                                                       if k not in ("images", "verdicts")}
+                                                                      for r in mit],
+              "transfer": transfer, "flag_rates": {"memorized": tp_rate, "ordinary": fp_rate},
+              "sd_sized_overhead": sd_ratio, "outliers": outliers, "seconds": seconds,
+              "n": {"test": len(test_p), "memorized": int(is_mem.sum()), "reference": len(ref.trajectories),
+                    "faces_pos": sum(p in faces[0] for p in test_p), "faces_neg": sum(p in faces[1] for p in test_p)},
+              "repro_off_count": int(repro_off[is_mem].sum())}
+    if a.quick:
+        failures = check_thresholds(headline)
+        log(json.dumps({k: _r(v) for k, v in headline.items()}))
+        if failures:
+            print("REGRESSION: " + "; ".join(failures), file=sys.stderr)
+            raise SystemExit(1)
+        return report
+    write_docs(a.docs, report, off, guards["sigma"], profs, z["sigma"], is_mem, test_p, mem_caps, plan)
+    log(json.dumps({k: _r(v) for k, v in headline.items()}))
+    return report
+
+
+def _guard_hook(g: Guard):
+    return lambda x, d, s, sn, gap: g.observe(x, d, s, sn, gap)
+
+
+def _split(sc: np.ndarray, lab: np.ndarray):
+    return sc[lab], sc[~lab]
+
+
+def _r(v):
+    return round(v, 4) if isinstance(v, float) else v
+
+
+def sd_sized_overhead(reps: int = 5) -> dict:
+    """observe() on an SD-sized latent (batch 2, 4x64x64) against one CFG evaluation (4 rows) of the testbed's U-Net
+    architecture at that size. The testbed U-Net has ~1.5 M parameters against SD's ~860 M, so this ratio is an
+    upper bound of the guard's share with a real SD model."""
+    torch.manual_seed(0)
+    unet = M.UNet(ctx=96, ch=M.UNET_CH, cin=4).eval()
+    x = torch.randn(2, 4, 64, 64) * 14.6
+    d = torch.randn(2, 4, 64, 64)
+    ctx = torch.randn(4, M.MAX_TOKENS, 96)
+    rec = Recorder()
+    for s in (14.6, 7.0, 3.0, 1.0, 0.3, 0.03):
+        rec.observe(x * s / 14.6, d, s, s / 2)
+        rec.observe(x * s / 14.6 * 1.01, d * 0.99, s, s / 2)
+    rec.finish_run()
+    prof = rec.build_profile()
+    g = Guard(prof, GuardConfig(mode="mitigate"), steps=reps * 2 + 2)
+    with torch.no_grad():
+        unet(torch.cat([x, x]), torch.full((4,), 500), ctx)
+        g.observe(x, d, 14.6, 13.0)
+        t0 = time.perf_counter()
+        for _ in range(reps):
+            unet(torch.cat([x, x]), torch.full((4,), 500), ctx)
+        t_model = (time.perf_counter() - t0) / reps
+        t0 = time.perf_counter()
+        for _ in range(reps):
+            g.observe(x, d, 14.6, 13.0)
+        t_guard = (time.perf_counter() - t0) / reps
+    return {"guard_ms": t_guard * 1e3, "model_ms": t_model * 1e3, "ratio": t_guard / t_model}
+
+
+def check_thresholds(headline: dict) -> list[str]:
+    th = json.loads(THRESHOLDS.read_text())
+    fails = []
+    for k, rule in th["thresholds"].items():
+        v = headline[k]
+        if "min" in rule and not v >= rule["min"]:
+            fails.append(f"{k} = {v:.4f} < {rule['min']}")
+        if "max" in rule and not v <= rule["max"]:
+            fails.append(f"{k} = {v:.4f} > {rule['max']}")
+    return fails
+
+
+# ---------------------------------------------------------------------------------------------- report
+def _f(v, nd=3):
+    if isinstance(v, float):
+        return "nan" if math.isnan(v) else f"{v:.{nd}f}"
+    return str(v)
+
+
+def write_docs(docs: Path, rep: dict, off: Run, guarded: Run, profs, z, is_mem, test_p, mem_caps, plan) -> None:
+    from .figures import image_grid
+    from .figures import z_traces as plot_traces
+
+    figs = docs / "figures"
+    figs.mkdir(parents=True, exist_ok=True)
+    traces = {"memorized": [z[i, 0] for i in np.where(is_mem)[0]], "ordinary": [z[i, 0] for i in np.where(~is_mem)[0]]}
+    plot_traces(traces, 3.0, "update-norm z-score per step (Euler 50, CFG 7.5, sigma profile)").save(
+        figs / "z_update.png")
+    traces0 = {"memorized": [z[i, 2] for i in np.where(is_mem)[0]], "ordinary": [z[i, 2] for i in np.where(~is_mem)[0]]}
+    plot_traces(traces0, 3.0, "x0_hat-norm z-score per step").save(figs / "z_x0.png")
+    first = [test_p.index(c) for c in mem_caps]  # the first seed of every memorized caption
+    tg = {t.caption: torch.from_numpy(t.image) for t in data.memorized_targets()}
+    image_grid([torch.stack([tg[c] for c in mem_caps]), off.images[first], guarded.images[first]],
+               ["training image", "guard off", "guard on (mitigate)"]).save(figs / "memorized_off_on.png")
+    ordi = [i for i in range(len(test_p)) if not is_mem[i]][:: len(plan.test_seeds)][:12]
+    image_grid([off.images[ordi], guarded.images[ordi]], ["ordinary, off", "ordinary, on"]).save(
+        figs / "ordinary_off_on.png")
+
+    n = rep["n"]
+    h = rep["headline"]
+    lines = ["# Benchmark: the guard on a model that really memorizes", "",
+             "Written by `python -m memstab_testbed.bench` (full run, "
+             f"{rep['seconds'] / 60:.1f} min on this machine's 2 CPU cores). Every number below was measured in that "
+             "run; nothing is copied from the paper.", "",
+             "## Setting", "",
+             "- Model: the testbed (`memstab_testbed/MODEL_CARD.md`): SD-shaped eps-prediction U-Net, SD 1.x noise "
+             "schedule, 16x16 RGB, trained on this machine; 12 memorized captions, each tied to one image.",
+             f"- Test: {n['test']} generations = (12 memorized + {len(data.ordinary_test_prompts())} ordinary + "
+             f"{len(data.novel_prompts())} novel prompts) x {len(plan.test_seeds)} seeds {plan.test_seeds}; "
+             f"{n['memorized']} memorized. Primary sampler: Euler, 50 steps, CFG 7.5 (k-diffusion's `sample_euler` "
+             "through a webui-style CFG denoiser).",
+             f"- Calibration: {n['reference']} reference trajectories ({len(data.reference_prompts())} reference "
+             f"prompts x seeds {plan.ref_seeds}), disjoint from the test prompts and seeds. "
+             "Sigma profile = log-sigma indexed, RMS norms, median/MAD (the default); step profile = the paper's form "
+             "(per step, flat L2 norms, mean/std).",
+             f"- Reproduction: a generation reproduces when its RMSE to the nearest of the {24000 + 12} training "
+             f"images is below {REPRO} (pixels in [-1, 1]). Labels for detection are prompt-level.",
+             f"- Same-domain split (faces): named-face captions ({n['faces_pos']} generations) against generic face "
+             f"captions ({n['faces_neg']} generations).", "",
+             "## Headline", "", "| metric | value |", "|---|---|"]
+    lines += [f"| `{k}` | {_f(v, 4)} |" for k, v in h.items()]
+    lines += ["", f"Without the guard, {rep['repro_off_count']} of {n['memorized']} memorized generations reproduce "
+              f"their training image (`mr_off`). The guard's rule flags {_f(rep['flag_rates']['memorized'])} of "
+              f"memorized and {_f(rep['flag_rates']['ordinary'])} of ordinary generations (sigma profile, all steps).",
+              "", "## Detection (Euler 50, CFG 7.5)", "",
+              "TPR@1%FPR: *nearest* = the ROC point whose FPR is nearest 1 % (Ren, Jeon, Asthana); *below* = the last "
+              f"point with FPR < 1 % (Wen). With {n['test'] - n['memorized']} negative generations "
+              f"(per prompt: {len(data.ordinary_test_prompts()) + len(data.novel_prompts())}), one false positive is "
+              f"{100 / (n['test'] - n['memorized']):.1f} % FPR, so the two rules can differ a lot.", "",
+              "| score | profile | steps | AUC n=1 | TPR@1% nearest | TPR@1% below | AUC n=4 (prompt) | "
+              "TPR@1% nearest | TPR@1% below | AUC faces n=1 |", "|---|---|---|---|---|---|---|---|---|---|"]
+    for r in rep["detection"]:
+        w = "all" if r["window"] == "all" else f"first {r['window']}"
+        lines.append(f"| {r['score']} | {r['profile']} | {w} | {_f(r['auc'])} | {_f(r['tpr_nearest'])} | "
+                     f"{_f(r['tpr_below'])} | {_f(r['auc_prompt'])} | {_f(r['tpr_prompt_nearest'])} | "
+                     f"{_f(r['tpr_prompt_below'])} | {_f(r.get('auc_faces', float('nan')))} |")
+    lines += ["", "![update z traces](figures/z_update.png)", "", "![x0 z traces](figures/z_x0.png)", "",
+              "## Mitigation (Euler 50)", "",
+              "MR = share of generations within RMSE 0.15 of a training image. *moved* = mean RMSE of each ordinary "
+              "generation to the unmitigated one of the same seed; *identical* = share left bit-for-bit identical.", "",
+              "| method | MR memorized | MR ordinary | mean RMSE to the memorized target | ordinary moved | "
+              "ordinary identical |", "|---|---|---|---|---|---|"]
+    for r in rep["mitigation"]:
+        lines.append(f"| {r['method']} | {_f(r['mr_mem'])} | {_f(r['mr_ord'])} | {_f(r['target_rmse'])} | "
+                     f"{_f(r['ord_moved'])} | {_f(r['ord_identical'])} |")
+    lines += ["", "![memorized prompts, guard off and on](figures/memorized_off_on.png)", "",
+              "![ordinary prompts, guard off and on](figures/ordinary_off_on.png)", ""]
+    if rep["transfer"]:
+        lines += ["## Transfer across samplers and step counts", "",
+                  "A profile calibrated once (Euler 50) against one calibrated for each configuration. AUC of the "
+                  "paper score (first 5 steps / all steps, n = 1); FPR / TPR = share of ordinary / memorized "
+                  "generations the rule flags. The step-indexed profile is the paper's per-step table, applied by "
+                  "step number. MR off / on: reproduction without and with the guard (Euler-50 sigma profile).", "",
+                  "| sampler | steps | AUC5 euler50 | AUC5 own | AUC5 step-table | AUC all euler50 | AUC all own | "
+                  "FPR euler50 | FPR own | FPR step-table | TPR euler50 | TPR own | MR off | MR on |",
+                  "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+        for r in rep["transfer"]:
+            lines.append(f"| {r['sampler']} | {r['steps']} | {_f(r['auc5_euler50'])} | {_f(r['auc5_own'])} | "
+                         f"{_f(r['auc5_euler50_step'])} | {_f(r['auc_all_euler50'])} | {_f(r['auc_all_own'])} | "
+                         f"{_f(r['fpr_euler50'])} | {_f(r['fpr_own'])} | {_f(r['fpr_euler50_step'])} | "
+                         f"{_f(r['tpr_euler50'])} | {_f(r['tpr_own'])} | {_f(r['mr_off'])} | {_f(r['mr_on'])} |")
+        lines.append("")
+    sd = rep["sd_sized_overhead"]
+    lines += ["## Cost", "",
+              f"- In the primary mitigate run, `Guard.observe` took {_f(h['overhead_ratio'] * 100, 2)} % of the "
+              "time of the model evaluations of the same steps (measured side by side in one run, CPU).",
+              f"- SD-sized latent (batch 2, 4x64x64): `observe()` {sd['guard_ms']:.2f} ms against "
+              f"{sd['model_ms']:.1f} ms for one CFG evaluation of the testbed U-Net architecture at that size "
+              f"(ratio {sd['ratio']:.4f}). SD's U-Net is ~500x larger, so with it the share is far smaller.", "",
+              "## Reference-set outliers", "",
+              f"Reference trajectories outside their own region (any norm, |z| > 3): {len(rep['outliers'])}"
+              + (": " + ", ".join(f"{lab} (z {z:.1f})" for _, lab, z in rep["outliers"][:10]) if rep["outliers"]
+                 else "") + ".", ""]
+    th = json.loads(THRESHOLDS.read_text())
+    lines += ["## CI thresholds (quick mode)", "", th["note"], "", "| metric | delivered (quick) | threshold |",
+              "|---|---|---|"]
+    for k, rule in th["thresholds"].items():
+        bound = f">= {rule['min']}" if "min" in rule else f"<= {rule['max']}"
+        lines.append(f"| `{k}` | {rule['delivered']} | {bound} |")
+    (docs / "benchmark.md").write_text("\n".join(lines) + "\n")
+    (docs / "benchmark.json").write_text(json.dumps(rep, indent=1, default=float))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,92 @@
+"""The main job on a fresh machine: the guard on the bundled testbed model, off and on.
+
+    python -m memstab_testbed.demo [--out outputs/demo]
+
+Calibrates the stability region on the reference prompts (a few seconds), then generates memorized and ordinary
+prompts with the guard off and in mitigate mode, prints each verdict, and writes an image grid and the verdicts.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import torch
+
+from lib_memstab import Guard, GuardConfig, Recorder
+
+from . import data
+from . import model as M
+from .figures import image_grid
+from .metrics import nearest_rmse
+from .sampling import Sampling, generate
+
+SEEDS = [0, 1]
+
+
+def main(argv=None) -> dict:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--out", type=Path, default=Path("outputs/demo"))
+    ap.add_argument("--weights", type=Path, default=M.WEIGHTS)
+    ap.add_argument("--sampler", default="euler")
+    ap.add_argument("--steps", type=int, default=50)
+    ap.add_argument("--threads", type=int, default=2)
+    a = ap.parse_args(argv)
+    torch.set_num_threads(a.threads)
+    s = Sampling(a.sampler, a.steps, 7.5)
+    model = M.load(a.weights)
+    print(f"testbed model {a.weights.name}: {model.meta.get('step', '?')} training steps; sampler {s.sampler}, "
+          f"{s.steps} steps, CFG {s.cfg}")
+
+    rec = Recorder()
+    ref = data.reference_prompts()
+    generate(model, ref, [1000] * len(ref), s, hook=lambda x, d, sg, sn, gap: rec.observe(x, d, sg, sn))
+    rec.finish_run(labels=ref)
+    profile = rec.build_profile(meta={"model": "memstab-testbed", "sampler": s.sampler, "steps": s.steps})
+    print(f"calibrated on {len(rec.trajectories)} reference generations: {profile.describe()}")
+
+    targets = data.memorized_targets()
+    memorized = [t.caption for t in targets[::2]]  # six of the twelve, across photos, faces and posters
+    ordinary = data.ordinary_test_prompts()[::3]
+    prompts = [p for p in memorized + ordinary for _ in SEEDS]
+    seeds = [sd for _ in memorized + ordinary for sd in SEEDS]
+    off = generate(model, prompts, seeds, s)
+    guards = {}
+    images = {"off": off}
+    for mode in ("detect", "mitigate"):
+        g = Guard(profile, GuardConfig(mode=mode), steps=s.steps)
+        images[mode] = generate(model, prompts, seeds, s, hook=lambda x, d, sg, sn, gap, g=g: g.observe(x, d, sg, sn))
+        guards[mode] = g.verdicts()
+    assert torch.equal(images["detect"], off), "detect mode must not change any image"
+    tg = {t.caption: torch.from_numpy(t.image) for t in targets}
+    train = torch.stack(list(tg.values()))
+    near_off, _ = nearest_rmse(off, train)
+    near_on, _ = nearest_rmse(images["mitigate"], train)
+
+    rows = []
+    print(f"\n{'prompt':<52} seed  verdict (detect)                          reproduces off -> on")
+    for i, (p, sd) in enumerate(zip(prompts, seeds)):
+        v = guards["detect"][i]
+        vm = guards["mitigate"][i]
+        rows.append({"prompt": p, "seed": sd, "memorized_caption": p in tg, "verdict": v.summary(),
+                     "mitigated_steps": vm.steps_mitigated, "reproduces_off": bool(near_off[i] < 0.15),
+                     "reproduces_on": bool(near_on[i] < 0.15), "infotext": vm.to_infotext()})
+        print(f"{p[:50]:<52} {sd:>4}  {v.summary()[:40]:<41} {rows[-1]['reproduces_off']!s:>5} -> "
+              f"{rows[-1]['reproduces_on']!s:<5}")
+    a.out.mkdir(parents=True, exist_ok=True)
+    grid = image_grid([images["off"], images["mitigate"]], ["guard off", "guard on (mitigate)"], scale=5)
+    grid.save(a.out / "grid.png")
+    (a.out / "verdicts.json").write_text(json.dumps(rows, indent=1))
+    mem_rows = [r for r in rows if r["memorized_caption"]]
+    summary = {"memorized_flagged": sum("memorized (" in r["verdict"] for r in mem_rows),
+               "memorized_total": len(mem_rows),
+               "ordinary_flagged": sum("memorized (" in r["verdict"] for r in rows if not r["memorized_caption"]),
+               "reproduced_off": sum(r["reproduces_off"] for r in mem_rows),
+               "reproduced_on": sum(r["reproduces_on"] for r in mem_rows)}
+    print(f"\n{json.dumps(summary)}\nwrote {a.out / 'grid.png'} and {a.out / 'verdicts.json'}")
+    return summary
+
+
+if __name__ == "__main__":
+    main()
