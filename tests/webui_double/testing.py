@@ -10,9 +10,6 @@ from lib_memstab import Recorder, make_meta
 from . import Host
 from .host_model import MODEL_HASH
 
-MEMORIZED = "-1"
-ORDINARY = "101"
-
 
 def calibrate(path):
     """A profile for the double's analytic model: the real Euler sampler, 20 steps, ordinary conditions."""
@@ -71,8 +68,3 @@ def forge_host(profile_dir):
     yield h
     h.close()
 
-
-def parse(text: str) -> dict:
-    from modules import infotext_utils
-
-    return infotext_utils.parse_generation_parameters(text)

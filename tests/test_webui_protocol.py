@@ -1,0 +1,146 @@
+"""The adapter against the host double's callback protocol, driven by the real k-diffusion samplers: off is a no-op,
+each sampler step is observed once at its main evaluation, detection and mitigation work on the k-diffusion path,
+A1111's DDIM path (eps outputs, VP latents) and the Forge-flavoured host."""
+
+import pytest
+import torch
+from webui_double.helpers import MEMORIZED, ORDINARY, images, memstab_keys, parse, reproduces, run_of
+
+from memstab_testbed.analytic import stored_image
+
+pytest_plugins = ["webui_double.testing"]
+
+SAMPLERS = ["Euler", "Euler a", "DPM++ 2M", "Heun", "DDIM"]
+
+
+def test_off_is_bit_identical_to_no_extension_and_touches_nothing(host):
+    from modules import sd_samplers_common, sd_samplers_kdiffusion
+
+    from memstab_webui import patches
+    from memstab_webui.run import RUN
+
+    before = (sd_samplers_common.Sampler.__dict__["callback_state"],
+              sd_samplers_kdiffusion.KDiffusionSampler.__dict__["get_sigmas"])
+    seen = []
+
+    def spy(params):  # a later callback: sees the after-cfg tensor our (off) hook left
+        seen.append(params.x)
+
+    host.callbacks.on_cfg_after_cfg(spy)
+    p = host.txt2img(None, prompt=MEMORIZED, sampler_name="Euler a", batch_size=2, steps=8)
+    on = host.run(p)
+    assert not RUN and not patches.installed()
+    assert (sd_samplers_common.Sampler.__dict__["callback_state"],
+            sd_samplers_kdiffusion.KDiffusionSampler.__dict__["get_sigmas"]) == before
+    assert not any(k.startswith("MemStab") for k in p.extra_generation_params)
+    assert host.reported() == []
+    # the same job in a runner without our script at all
+    p0 = host.txt2img(None, prompt=MEMORIZED, sampler_name="Euler a", batch_size=2, steps=8)
+    p0.scripts = host.scripts.ScriptRunner([], False)
+    p0.script_args = []
+    assert torch.equal(images(on), images(host.run(p0)))
+
+
+def test_off_callbacks_return_before_reading_params(host):
+    """With no guarded job, each hook checks one empty dict and reads nothing else."""
+    from memstab_webui import hooks
+
+    class Untouchable:
+        def __getattr__(self, name):
+            raise AssertionError(f"read {name}")
+
+    for fn in (hooks.on_cfg_denoiser, hooks.on_cfg_denoised, hooks.on_cfg_after_cfg):
+        fn(Untouchable())
+
+
+@pytest.mark.parametrize("variant", ["a1111", "forge"])
+@pytest.mark.parametrize("sampler", SAMPLERS)
+def test_detects_memorized_not_ordinary(request, variant, sampler):
+    host = request.getfixturevalue("host" if variant == "a1111" else "forge_host")
+    res = host.run(host.txt2img({"mode": "detect"}, prompt=[MEMORIZED, ORDINARY], sampler_name=sampler,
+                                batch_size=2, steps=20))
+    mem, ordi = (memstab_keys(parse(t)) for t in res.infotexts)
+    assert mem["MemStab verdict"] == "memorized" and mem["MemStab severity"] == "strong"
+    assert ordi["MemStab verdict"] == "clean"
+    assert ("MemStab cond gap" in mem) == (variant == "a1111")  # Forge never calls on_cfg_denoised
+    assert host.reported() == []
+
+
+@pytest.mark.parametrize("variant", ["a1111", "forge"])
+@pytest.mark.parametrize("sampler", SAMPLERS)
+def test_mitigation_steers_away_from_the_stored_image_and_leaves_ordinary_images_alone(request, variant, sampler):
+    host = request.getfixturevalue("host" if variant == "a1111" else "forge_host")
+    kw = {"prompt": [MEMORIZED] * 3 + [ORDINARY], "sampler_name": sampler, "batch_size": 4, "steps": 20, "seed": 3}
+    off = images(host.run(host.txt2img(None, **kw)))
+    det = images(host.run(host.txt2img({"mode": "detect"}, **kw)))
+    res = host.run(host.txt2img({"mode": "mitigate"}, **kw))
+    on = images(res)
+    assert torch.equal(det, off), "detect only must not change the image"
+    y = stored_image(0)
+    d_off = [float((x - y).pow(2).mean().sqrt()) for x in off[:3]]
+    d_on = [float((x - y).pow(2).mean().sqrt()) for x in on[:3]]
+    assert sum(d_on) / 3 > sum(d_off) / 3 + 0.8 and all(a >= b - 1e-6 for a, b in zip(d_on, d_off))
+    if sampler in ("Euler", "DDIM"):  # the deterministic first-order ones land exactly on it when unguarded
+        assert all(reproduces(x) for x in off[:3]) and not any(reproduces(x) for x in on[:3])
+    assert torch.equal(on[3], off[3]), "an image that is never flagged stays bit-identical"
+    assert int(memstab_keys(parse(res.infotexts[0]))["MemStab mitigated steps"]) > 0
+
+
+@pytest.mark.parametrize("sampler,expected_calls", [("Euler", 10), ("Heun", 19), ("DDIM", 9)])
+def test_each_step_observed_once_at_its_main_evaluation(host, sampler, expected_calls):
+    """Heun makes 2N-1 model calls, DDIM steps-1 (A1111's timesteps); the guard sees one per sampler step, at the
+    sigma the sampler's schedule gives that step."""
+    from memstab_webui.run import Pass
+
+    calls, observed = [], []
+    host.callbacks.on_cfg_after_cfg(lambda params: calls.append(1))
+    orig = Pass.on_after_cfg
+
+    def spy(self, out):
+        b = out.shape[0]
+        observed.append(self.sigma[-b:][0].item())
+        return orig(self, out)
+
+    Pass.on_after_cfg = spy
+    try:
+        res = host.run(host.txt2img({"mode": "detect"}, prompt=ORDINARY, sampler_name=sampler, steps=10))
+    finally:
+        Pass.on_after_cfg = orig
+    assert len(calls) == expected_calls
+    run = run_of(res)
+    (verdict,) = [v for _, _, v in run.verdicts]
+    if sampler == "DDIM":
+        assert observed == [float(t) for t in range(901, 0, -100)][:9]
+        assert verdict.steps == 9
+    else:
+        assert verdict.steps == 10 and len(observed) == 10
+        assert observed == sorted(observed, reverse=True) and len(set(observed)) == 10
+
+
+def test_ddim_eps_roundtrip_is_bit_identical_for_uncorrected_rows(host):
+    """On the timesteps path the guard works on x0_hat = (z - sqrt(1-a) eps)/sqrt(a) and hands eps back; rows it does
+    not correct must come back as the very eps."""
+    kw = {"prompt": [ORDINARY, ORDINARY], "sampler_name": "DDIM", "batch_size": 2, "steps": 20, "seed": 11}
+    off = images(host.run(host.txt2img(None, **kw)))
+    on = images(host.run(host.txt2img({"mode": "mitigate"}, **kw)))
+    assert torch.equal(on, off)
+
+
+def test_sigma_next_comes_from_the_recorded_schedule(host):
+    from memstab_webui.run import Pass
+
+    pairs = []
+    orig = Pass._next_sigma
+
+    def spy(self, sig):
+        out = orig(self, sig)
+        pairs.append((float(sig[0]), float(out[0])))
+        return out
+
+    Pass._next_sigma = spy
+    try:
+        host.run(host.txt2img({"mode": "detect"}, prompt=ORDINARY, sampler_name="DPM++ 2M", steps=6))
+    finally:
+        Pass._next_sigma = orig
+    sigs = [a for a, _ in pairs] + [0.0]
+    assert [b for _, b in pairs] == pytest.approx(sigs[1:], rel=1e-6)

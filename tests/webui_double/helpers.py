@@ -1,0 +1,38 @@
+"""Small helpers shared by the adapter tests."""
+
+from __future__ import annotations
+
+import torch
+
+from memstab_testbed.analytic import stored_image
+
+MEMORIZED = "-1"  # the double's prompts are condition ids: negative = a memorized training image
+ORDINARY = "101"
+
+
+def parse(text: str) -> dict:
+    from modules import infotext_utils
+
+    return infotext_utils.parse_generation_parameters(text)
+
+
+def images(res) -> torch.Tensor:
+    return torch.stack([im for im in res.images if isinstance(im, torch.Tensor)])
+
+
+def run_of(res):
+    """The adapter's Run behind a finished job (reachable from the infotext value it left)."""
+    return res.extra_generation_params["MemStab"].results.finalize.__self__
+
+
+def memstab_keys(parsed: dict) -> dict:
+    return {k: v for k, v in parsed.items() if k.startswith("MemStab")}
+
+
+def reproduces(latent: torch.Tensor, image: int = 0) -> bool:
+    """Whether a final latent is the stored training image of memorized condition -(image+1)."""
+    y = stored_image(image)
+    if latent.shape[-1] != y.shape[-1]:
+        k = latent.shape[-1] // y.shape[-1]
+        y = y.repeat_interleave(k, -2).repeat_interleave(k, -1)
+    return float((latent - y).pow(2).mean().sqrt()) < 0.15
