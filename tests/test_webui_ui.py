@@ -1,0 +1,70 @@
+"""ui() inside a gr.Blocks with the gradio A1111 pins (3.41.2): with the host's InputAccordion and with the
+Accordion + Checkbox fallback. Skipped where gradio is not installed (requirements-dev.txt cannot pin it: gradio
+3.41.2 declares pillow<11 and the dev environment pins pillow 13, with which it imports and builds fine)."""
+
+import re
+import sys
+import warnings
+
+import pytest
+from webui_double.helpers import parse
+
+pytest_plugins = ["webui_double.testing"]
+with warnings.catch_warnings():  # gradio 3.41's own imports warn about newer fastapi/starlette
+    warnings.simplefilter("ignore", DeprecationWarning)
+    gr = pytest.importorskip("gradio", reason="gradio is not installed (pip install --no-deps gradio==3.41.2 + deps)")
+
+
+def build(host, is_img2img=False):
+    s = host.script_class()
+    s.is_img2img = is_img2img
+    with gr.Blocks():
+        comps = s.ui(is_img2img)
+    return s, comps
+
+
+@pytest.mark.parametrize("input_accordion", [True, False])
+def test_ui_builds_with_defaults_in_ui_order(host, input_accordion, monkeypatch):
+    from memstab_webui.args import UI_ORDER, ui_defaults
+
+    if not input_accordion:
+        monkeypatch.setitem(sys.modules, "modules.ui_components", None)  # a host without it: import fails
+    s, comps = build(host)
+    assert len(comps) == len(UI_ORDER)
+    assert [c.value for c in comps] == ui_defaults(host.shared.opts)
+    enabled = comps[0]
+    assert isinstance(enabled, gr.Checkbox) and enabled.value is False
+    if input_accordion:
+        assert type(enabled).__name__ == "InputAccordion"
+        assert enabled.accordion.label == "Memorization guard"
+    assert comps[1].choices in (["Detect only", "Detect and mitigate"],
+                                [("Detect only", "Detect only"), ("Detect and mitigate", "Detect and mitigate")])
+    assert all(c.elem_id.startswith("script_txt2img_memorization_guard_") for c in comps)
+
+
+def test_ui_builds_in_img2img_too(host):
+    _, comps = build(host, is_img2img=True)
+    assert all(c.elem_id.startswith("script_img2img_") for c in comps)
+
+
+def test_paste_back_fields(host):
+    s, comps = build(host)
+    res = host.run(host.txt2img({"mode": "mitigate", "tau_mild": 4.5}, prompt="-1", steps=8))
+    params = parse(res.infotexts[0])
+    got = {}
+    for comp, key in s.infotext_fields:
+        v = key(params) if callable(key) else params.get(key)
+        got[comps.index(comp)] = v
+    assert got[0] is True and got[1] == "Detect and mitigate" and got[2] == "analytic" and float(got[3]) == 4.5
+    assert all(k in params for k in s.paste_field_names)
+    assert s.infotext_fields[0][1]({"Steps": "20"}) is False, "an infotext without our keys switches the guard off"
+
+
+def test_every_control_has_a_tooltip(host):
+    from conftest import ROOT
+
+    js = (ROOT / "javascript" / "memstab_hints.js").read_text()
+    titled = set(re.findall(r'^\s*"([^"]+)":', js, re.M))
+    _, comps = build(host)
+    labels = {c.label for c in comps} | {"Memorization guard"}
+    assert labels - {"Enable"} <= titled and "Enable" in titled
