@@ -1,8 +1,8 @@
 """Callback registration and dispatch as in A1111 1.10 (host-api.md 1.1-1.2): one argument, return ignored, every
 callback wrapped in try/except -> errors.report, and an ordered-callbacks cache that removal must purge."""
 
-import inspect
 import os
+import sys
 from collections import namedtuple
 
 from modules import errors
@@ -37,8 +37,7 @@ ordered_callbacks_map: dict = {}
 
 def add_callback(callbacks, fun, *, name=None, category="unknown", filename=None):
     if filename is None:
-        stack = [x for x in inspect.stack() if x.filename != __file__]
-        filename = stack[0].filename if stack else "unknown file"
+        filename = _caller_file()
     base = f"{os.path.basename(filename)}/{category}" + (f"/{name}" if name else "")
     unique, n = base, 1
     while any(c.name == unique for c in callbacks):
@@ -89,9 +88,16 @@ def script_unloaded_callback():
     _dispatch("script_unloaded")
 
 
+def _caller_file():
+    """The first file on the stack that is not this one (the host uses inspect.stack(), same answer, slower)."""
+    f = sys._getframe(1)
+    while f is not None and f.f_code.co_filename == __file__:
+        f = f.f_back
+    return f.f_code.co_filename if f is not None else "unknown file"
+
+
 def remove_current_script_callbacks():
-    stack = [x for x in inspect.stack() if x.filename != __file__]
-    filename = stack[0].filename if stack else "unknown file"
+    filename = _caller_file()
     for cbs in callback_map.values():
         cbs[:] = [c for c in cbs if c.script != filename]
     ordered_callbacks_map.clear()
