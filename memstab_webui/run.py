@@ -17,7 +17,7 @@ import traceback
 
 import torch
 
-from lib_memstab import Guard, timestep_sigma
+from lib_memstab import Guard
 from lib_memstab.observation import flat_norm
 
 from .infotext import NOTE_KEY, Results, prefix_for
@@ -132,7 +132,7 @@ class Pass:
     def _on(self, device, name, t):
         key = (name, str(device))
         if key not in self._dev:
-            self._dev[key] = t.to(device)
+            self._dev[key] = t if t.device == device else t.to(device)  # once per pass and device
         return self._dev[key]
 
     # ---------------------------------------------------------------- results
@@ -171,7 +171,10 @@ class Run:
         if kind == "timesteps":
             if ac is None:
                 return None
-            t = timestep_sigma(t.to(ac.device), ac)
+            if t.device != ac.device:
+                ac = ac.to(t.device)
+            a = ac[t.long().clamp(0, ac.shape[0] - 1)]  # lib_memstab.timestep_sigma, without its .to()
+            t = ((1 - a) / a).sqrt()
         return torch.sort(t.float().reshape(-1)).values
 
     def pass_for(self, denoiser) -> Pass:

@@ -266,3 +266,24 @@ def test_a_sampler_whose_schedule_is_not_recorded_gets_detection_only(host):
     (k,) = keys_of(res)
     assert k["MemStab verdict"] == "memorized" and "detection only" in k["MemStab note"]
     assert "MemStab mitigated steps" not in k
+
+
+def test_nan_in_one_image_is_reported_for_that_image_only(host):
+    model = host.shared.sd_model
+    orig, n = model.denoise, [0]
+
+    def nan_row0(x, sigma, conds):
+        n[0] += 1
+        out = orig(x, sigma, conds)
+        if n[0] >= 4:
+            out[0] = float("nan")  # row 0 is image 0's cond row
+        return out
+
+    model.denoise = nan_row0
+    try:
+        res = host.run(host.txt2img({"mode": "mitigate"}, prompt=[ORDINARY, ORDINARY], batch_size=2, steps=8))
+    finally:
+        model.denoise = orig
+    a, b = keys_of(res)
+    assert a["MemStab verdict"] == "nonfinite" and b["MemStab verdict"] == "clean"
+    assert torch.isfinite(images(res)[1]).all() and host.reported() == []

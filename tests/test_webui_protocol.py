@@ -144,3 +144,32 @@ def test_sigma_next_comes_from_the_recorded_schedule(host):
         Pass._next_sigma = orig
     sigs = [a for a, _ in pairs] + [0.0]
     assert [b for _, b in pairs] == pytest.approx(sigs[1:], rel=1e-6)
+
+
+@pytest.mark.parametrize("sampler", ["Euler", "Heun", "DDIM"])
+def test_hooks_make_no_host_reads(host, sampler):
+    """Per-step work in our hooks never reads a tensor back (each read would stall a GPU queue)."""
+    from test_no_sync import CountHostReads
+
+    from memstab_webui.run import Run
+
+    reads = []
+    originals = {}
+    for name in ("on_denoiser", "on_denoised", "on_after_cfg", "on_sampler_callback", "record_schedule"):
+        orig = originals[name] = getattr(Run, name)
+
+        def counted(self, *a, _orig=orig, **k):
+            with CountHostReads() as m:
+                out = _orig(self, *a, **k)
+            reads.extend(m.calls)
+            return out
+
+        setattr(Run, name, counted)
+    try:
+        res = host.run(host.txt2img({"mode": "mitigate"}, prompt=[MEMORIZED, ORDINARY], batch_size=2,
+                                    sampler_name=sampler, steps=20))
+    finally:
+        for name, orig in originals.items():
+            setattr(Run, name, orig)
+    assert reads == []
+    assert memstab_keys(parse(res.infotexts[0]))["MemStab verdict"] == "memorized"
