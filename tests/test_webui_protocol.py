@@ -10,7 +10,7 @@ from memstab_testbed.analytic import stored_image
 
 pytest_plugins = ["webui_double.testing"]
 
-SAMPLERS = ["Euler", "Euler a", "DPM++ 2M", "Heun", "DDIM"]
+SAMPLERS = ["Euler", "Euler a", "DPM++ 2M", "Heun", "DPM2", "DDIM"]
 
 
 def test_off_is_bit_identical_to_no_extension_and_touches_nothing(host):
