@@ -199,6 +199,8 @@ def main(argv=None) -> dict:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--weights", type=Path, default=M.WEIGHTS)
     ap.add_argument("--docs", type=Path, default=ROOT / "docs", help="where the full run writes benchmark.md")
+    ap.add_argument("--samplers", default=",".join(SAMPLERS), help="transfer: samplers to run (comma-separated)")
+    ap.add_argument("--transfer-steps", default="20,50", help="transfer: step counts (comma-separated)")
     a = ap.parse_args(argv)
     torch.set_num_threads(a.threads)
     plan = Plan.make(a.quick, a.threads)
@@ -206,9 +208,8 @@ def main(argv=None) -> dict:
     log = print
 
     model = M.load(a.weights)
-    pool_caps, pool = data.build_generic_pool(24000, seed=0)
+    train = data.training_images()
     targets = data.memorized_targets()
-    train = torch.cat([torch.from_numpy(pool), torch.stack([torch.from_numpy(t.image) for t in targets])])
     mem_caps = [t.caption for t in targets]
     ordinary = data.ordinary_test_prompts() + data.novel_prompts()
     mem = set(mem_caps)
@@ -270,8 +271,8 @@ def main(argv=None) -> dict:
     # --- transfer across samplers and step counts
     transfer = []
     if plan.transfer:
-        for sampler in SAMPLERS:
-            for steps in (20, 50):
+        for sampler in a.samplers.split(","):
+            for steps in [int(v) for v in a.transfer_steps.split(",")]:
                 s = Sampling(sampler, steps, 7.5)
                 own = profiles_from(calibrate(model, s, plan), s)
                 run = off if (sampler, steps) == ("euler", 50) else record(model, test_p, test_s, s)
@@ -402,8 +403,8 @@ def write_docs(docs: Path, rep: dict, off: Run, guarded: Run, profs, z, is_mem, 
     h = rep["headline"]
     lines = ["# Benchmark: the guard on a model that really memorizes", "",
              "Written by `python -m memstab_testbed.bench` (full run, "
-             f"{rep['seconds'] / 60:.1f} min on this machine's 2 CPU cores). Every number below was measured in that "
-             "run; nothing is copied from the paper.", "",
+             f"{rep['seconds'] / 60:.1f} min, {plan.threads} CPU thread(s)). Every number below was measured in "
+             "that run; nothing is copied from the paper.", "",
              "## Setting", "",
              "- Model: the testbed (`memstab_testbed/MODEL_CARD.md`): SD-shaped eps-prediction U-Net, SD 1.x noise "
              "schedule, 16x16 RGB, trained on this machine; 12 memorized captions, each tied to one image.",

@@ -7,6 +7,7 @@ many images, so the unconditional model does not predict the memorized images an
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import numpy as np
@@ -251,6 +252,16 @@ def build_generic_pool(n: int, seed: int = 0) -> tuple[list[str], np.ndarray]:
         captions.append(s.caption)
         images[i] = s.image
     return captions, images
+
+
+POOL_SIZE, POOL_SEED = 24000, 0  # the training run's defaults (train.py --pool, --seed)
+
+
+@functools.lru_cache(maxsize=1)
+def training_images() -> torch.Tensor:
+    """Every image the committed model was trained on: the generic pool, then the memorized targets."""
+    _, pool = build_generic_pool(POOL_SIZE, POOL_SEED)
+    return torch.cat([torch.from_numpy(pool), torch.stack([torch.from_numpy(t.image) for t in memorized_targets()])])
 
 
 def novel_prompts() -> list[str]:

@@ -46,7 +46,7 @@ def z_traces(traces: dict[str, list[np.ndarray]], band: float, title: str, size=
     d.text((left, 4), title, fill=(0, 0, 0))
     d.text((left, hgt - 16), f"sampler step (0..{steps - 1}); grey: stability region |z| <= {band:g}; "
            f"z clipped at {zmax:g}", fill=PALETTE["axis"])
-    for k, (group, ts) in enumerate(traces.items()):
+    for k, (group, ts) in reversed(list(enumerate(traces.items()))):  # the first group is drawn on top
         color = PALETTE.get(group, (0, 150, 0))
         for t in ts:
             pts = [xy(i, float(z)) for i, z in enumerate(t) if np.isfinite(z)]

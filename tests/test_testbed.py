@@ -1,0 +1,57 @@
+"""The committed testbed model, its benchmark's quick mode and the demo (the README's main job)."""
+
+import json
+
+import pytest
+import torch
+
+from memstab_testbed import data
+from memstab_testbed import model as M
+from memstab_testbed.metrics import nearest_rmse, rmse
+from memstab_testbed.sampling import Sampling, generate
+
+SEEDS = [0, 1, 2, 3]
+
+
+@pytest.fixture(scope="module")
+def model():
+    assert M.WEIGHTS.exists(), f"the committed testbed weights are missing: {M.WEIGHTS}"
+    return M.load()
+
+
+def test_model_memorizes_its_duplicated_captions(model):
+    """CFG 7.5, Euler 50: at least 6 memorized captions reproduce their training image (best of 4 seeds)."""
+    targets = data.memorized_targets()
+    prompts = [t.caption for t in targets for _ in SEEDS]
+    images = generate(model, prompts, SEEDS * len(targets), Sampling("euler", 50, 7.5))
+    tgt = torch.stack([torch.from_numpy(t.image) for t in targets]).repeat_interleave(len(SEEDS), 0)
+    best = rmse(images, tgt).view(len(targets), len(SEEDS)).min(1).values
+    assert int((best < 0.15).sum()) >= 6, f"best-of-4 RMSE per memorized caption: {best.tolist()}"
+
+
+def test_no_ordinary_prompt_reproduces_a_training_image(model):
+    prompts = data.ordinary_test_prompts() + data.novel_prompts() + data.reference_prompts()
+    images = generate(model, [p for p in prompts for _ in SEEDS[:2]], SEEDS[:2] * len(prompts),
+                      Sampling("euler", 50, 7.5))
+    near, _ = nearest_rmse(images, data.training_images())
+    assert float(near.min()) >= 0.15, f"closest ordinary generation: RMSE {float(near.min()):.3f}"
+
+
+def test_bench_quick_meets_its_thresholds():
+    from memstab_testbed import bench
+
+    th = json.loads(bench.THRESHOLDS.read_text())["thresholds"]
+    assert {"auc_first5", "mr_on", "overhead_ratio"} <= set(th), "quick-mode thresholds must be set"
+    report = bench.main(["--quick"])  # raises SystemExit(1) when a headline number regresses
+    assert set(report["headline"]) >= {"auc_first5", "tpr1_first5", "wen_auc_first5", "mr_off", "mr_on",
+                                       "nonmem_identical_share", "overhead_ratio"}
+
+
+def test_demo_runs_and_detect_mode_changes_nothing(tmp_path):
+    from memstab_testbed import demo
+
+    summary = demo.main(["--out", str(tmp_path), "--steps", "20"])  # asserts detect mode is bit-identical
+    assert (tmp_path / "grid.png").exists()
+    rows = json.loads((tmp_path / "verdicts.json").read_text())
+    assert len(rows) == summary["memorized_total"] + len(data.ordinary_test_prompts()[::3]) * 2
+    assert all(k.startswith("MemStab ") for r in rows for k in r["infotext"])
