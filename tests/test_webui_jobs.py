@@ -1,6 +1,7 @@
 """Whole jobs through the host double: batches, AND prompts, batch count, hires fix, img2img, interrupt and skip,
 ADetailer-style nested passes, crashes, failures inside our hooks, chained patches and missing profiles."""
 
+import pytest
 import torch
 from webui_double.helpers import MEMORIZED, ORDINARY, images, memstab_keys, parse, run_of
 
@@ -38,9 +39,17 @@ def test_and_prompts(host):
     assert host.reported() == []
 
 
-def test_hires_second_pass_is_its_own_segment(host):
-    p = host.txt2img({"mode": "detect"}, prompt=[MEMORIZED, ORDINARY], batch_size=2, steps=12, enable_hr=True,
-                     hr_second_pass_steps=5, denoising_strength=0.5)
+# (host, sampler, steps observed in the hires pass of 5 steps at denoise 0.5, in img2img of 20 at 0.5): A1111's
+# timesteps path runs fewer model calls than its step count (host-api.md 1.6)
+PARTIAL = [("a1111", "Euler", 5, 11), ("a1111", "Heun", 5, 11), ("a1111", "DDIM", 3, 9), ("a1111", "PLMS", 3, 9),
+           ("forge", "Euler", 5, 11), ("forge", "DDIM", 3, 9)]
+
+
+@pytest.mark.parametrize("variant,sampler,hr_steps,_", PARTIAL)
+def test_hires_second_pass_is_its_own_segment(request, variant, sampler, hr_steps, _):
+    host = request.getfixturevalue("host" if variant == "a1111" else "forge_host")
+    p = host.txt2img({"mode": "detect"}, prompt=[MEMORIZED, ORDINARY], batch_size=2, steps=20, enable_hr=True,
+                     hr_second_pass_steps=5, denoising_strength=0.5, sampler_name=sampler)
     res = host.run(p)
     a, b = keys_of(res)
     for k in (a, b):
@@ -49,16 +58,19 @@ def test_hires_second_pass_is_its_own_segment(host):
     run = run_of(res)
     assert [(q.index, q.hires) for q in run.passes] == [(0, False), (1, True)]
     steps = {prefix: v.steps for _, prefix, v in run.verdicts}
-    assert steps == {"MemStab": 12, "MemStab hires": 5}
-    assert images(res).shape[-1] == 16
+    assert steps == {"MemStab": 20 if sampler in ("Euler", "Heun") else 19, "MemStab hires": hr_steps}
+    assert images(res).shape[-1] == 16 and host.reported() == []
 
 
-def test_img2img_partial_schedule(host):
+@pytest.mark.parametrize("variant,sampler,_,i2i_steps", PARTIAL)
+def test_img2img_partial_schedule(request, variant, sampler, _, i2i_steps):
+    host = request.getfixturevalue("host" if variant == "a1111" else "forge_host")
     init = stored_image(0) * 0.5
-    p = host.img2img({"mode": "detect"}, prompt=ORDINARY, steps=20, denoising_strength=0.5, init_latent=init)
+    p = host.img2img({"mode": "mitigate"}, prompt=ORDINARY, steps=20, denoising_strength=0.5, init_latent=init,
+                     sampler_name=sampler)
     res = host.run(p)
     (v,) = [v for _, _, v in run_of(res).verdicts]
-    assert v.steps == 11  # t_enc + 1 = int(0.5 * 20) + 1, on the tail of a 20-step schedule
+    assert v.steps == i2i_steps  # k-diffusion: t_enc + 1 = int(0.5 * 20) + 1, on the tail of a 20-step schedule
     assert keys_of(res)[0]["MemStab verdict"] in ("clean", "memorized")
     assert host.reported() == []
 

@@ -10,7 +10,7 @@ from memstab_testbed.analytic import stored_image
 
 pytest_plugins = ["webui_double.testing"]
 
-SAMPLERS = ["Euler", "Euler a", "DPM++ 2M", "Heun", "DPM2", "DDIM"]
+SAMPLERS = ["Euler", "Euler a", "DPM++ 2M", "Heun", "DPM2", "DDIM", "PLMS"]
 
 
 def test_off_is_bit_identical_to_no_extension_and_touches_nothing(host):
@@ -86,7 +86,7 @@ def test_mitigation_steers_away_from_the_stored_image_and_leaves_ordinary_images
     assert int(memstab_keys(parse(res.infotexts[0]))["MemStab mitigated steps"]) > 0
 
 
-@pytest.mark.parametrize("sampler,expected_calls", [("Euler", 10), ("Heun", 19), ("DDIM", 9)])
+@pytest.mark.parametrize("sampler,expected_calls", [("Euler", 10), ("Heun", 19), ("DDIM", 9), ("PLMS", 10)])
 def test_each_step_observed_once_at_its_main_evaluation(host, sampler, expected_calls):
     """Heun makes 2N-1 model calls, DDIM steps-1 (A1111's timesteps); the guard sees one per sampler step, at the
     sigma the sampler's schedule gives that step."""
@@ -109,7 +109,7 @@ def test_each_step_observed_once_at_its_main_evaluation(host, sampler, expected_
     assert len(calls) == expected_calls
     run = run_of(res)
     (verdict,) = [v for _, _, v in run.verdicts]
-    if sampler == "DDIM":
+    if sampler in ("DDIM", "PLMS"):  # PLMS: 9 steps, the first with an extra evaluation
         assert observed == [float(t) for t in range(901, 0, -100)][:9]
         assert verdict.steps == 9
     else:
