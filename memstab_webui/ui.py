@@ -49,8 +49,6 @@ def build(script, is_img2img: bool, opts=None) -> list:
             enabled = gr.Checkbox(False, label="Enable", elem_id=eid("enabled"))
             c = body()
     c["enabled"] = enabled
-    for comp in c.values():
-        comp.do_not_save_to_config = False
     script.infotext_fields = [
         (enabled, lambda p: "MemStab mode" in p),  # off when pasting an infotext without our keys
         (c["mode"], lambda p: MODE_LABELS.get(p.get("MemStab mode"), gr.update())),
