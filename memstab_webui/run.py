@@ -69,7 +69,8 @@ class Pass:
         # Forge converts DDIM to k-diffusion space before the callbacks (after-cfg carries x0_hat there too)
         self.eps_space = (_is_timesteps(denoiser) and not getattr(denoiser, "classic_ddim_eps_estimation", False)
                           and not _forge())
-        model = getattr(p, "sd_model", None)
+        self.run = run
+        self.model = model = getattr(p, "sd_model", None)  # A1111: a property returning shared.sd_model
         ac = getattr(model, "alphas_cumprod", None)
         self.ac = ac.detach().float() if isinstance(ac, torch.Tensor) else None
         self.disabled = self.eps_space and self.ac is None
@@ -89,6 +90,10 @@ class Pass:
     def on_denoiser(self, params) -> None:
         self.main, self.armed = self.armed and not self.disabled, False
         if self.main:
+            if getattr(self.run.p, "sd_model", None) is not self.model:  # the SDXL refiner took over mid-pass
+                self.model = getattr(self.run.p, "sd_model", None)
+                self.notes.append(f"model switched at step {self.steps_seen} (refiner): judged with the first "
+                                  f"model's profile")
             self.x, self.sigma = params.x, params.sigma  # references, no copies
             self.batch, self.n_cond = _rows(params.text_uncond), _rows(params.text_cond)
             self.gap = None

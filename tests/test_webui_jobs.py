@@ -299,3 +299,19 @@ def test_nan_in_one_image_is_reported_for_that_image_only(host):
     a, b = keys_of(res)
     assert a["MemStab verdict"] == "nonfinite" and b["MemStab verdict"] == "clean"
     assert torch.isfinite(images(res)[1]).all() and host.reported() == []
+
+
+def test_refiner_switch_continues_the_pass_with_a_note(host):
+    from webui_double.host_model import HostModel
+
+    refiner = HostModel()
+    refiner.sd_model_hash = "0fedcba987"
+    refiner.sd_checkpoint_info.name = "refiner.safetensors"
+    p = host.txt2img({"mode": "detect"}, prompt=MEMORIZED, steps=10)
+    p.refiner_switch_at, p.refiner_model = 0.5, refiner
+    res = host.run(p)
+    (k,) = keys_of(res)
+    assert parse(res.infotexts[0])["Refiner"] == "refiner.safetensors"
+    assert k["MemStab verdict"] == "memorized" and "model switched at step 5 (refiner)" in k["MemStab note"]
+    (v,) = [v for _, _, v in run_of(res).verdicts]
+    assert v.steps == 10 and len(run_of(res).passes) == 1

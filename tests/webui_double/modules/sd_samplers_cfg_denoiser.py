@@ -57,9 +57,21 @@ class CFGDenoiser(torch.nn.Module):
     def get_pred_x0(self, x_in, x_out, sigma):
         return x_out
 
+    def apply_refiner(self):
+        """A1111's refiner switch (by sampling steps): reload the weights mid-run, same denoiser, counters go on."""
+        at = getattr(self.p, "refiner_switch_at", None)
+        refiner = getattr(self.p, "refiner_model", None)
+        if at is None or refiner is None or shared.sd_model is refiner or self.step / self.total_steps < at:
+            return
+        self.p.extra_generation_params["Refiner"] = refiner.sd_checkpoint_info.name
+        self.p.extra_generation_params["Refiner switch at"] = at
+        shared.sd_model = self.p.sd_model = refiner
+        self.inner_model = type(self.inner_model)(refiner)
+
     def forward(self, x, sigma, uncond, cond, cond_scale, s_min_uncond=0.0, image_cond=None):
         if shared.state.interrupted or shared.state.skipped:
             raise sd_samplers_common.InterruptedException
+        self.apply_refiner()
         if self.forge:
             return self._forward_forge(x, sigma, uncond, cond, cond_scale)
         conds_list, tensor = reconstruct_multicond_batch(cond, self.step)
