@@ -26,6 +26,7 @@ class Results:
         self.keys: list[str] = []  # per-image keys seen so far, in first-seen order
         self.job_notes: list[str] = []
         self.finalize = None  # set by the run: brings pending verdicts in before a value is read
+        self.owner = None  # the run (for inspection: plots, tests)
 
     def add(self, ident: tuple, values: dict[str, str], line: str | None = None) -> None:
         d = self.by_image.setdefault(ident, {})

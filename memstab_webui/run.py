@@ -88,7 +88,7 @@ class Pass:
 
     # ---------------------------------------------------------------- per model evaluation
     def on_denoiser(self, params) -> None:
-        self.main, self.armed = self.armed and not self.disabled, False
+        self.main, self.armed = self.armed and not (self.disabled or self.finished), False
         if self.main:
             if getattr(self.run.p, "sd_model", None) is not self.model:  # the SDXL refiner took over mid-pass
                 self.model = getattr(self.run.p, "sd_model", None)
@@ -156,6 +156,7 @@ class Run:
         self.schedules: dict[int, tuple] = {}  # id(sampler) -> (sampler, kind, tensor)
         self.results = Results()
         self.results.finalize = self.finalize
+        self.results.owner = self
         self.verdicts: list[tuple] = []  # (ident, prefix, Verdict) for plots
         self.logged = False
         self.verbosity = "errors"
@@ -224,6 +225,16 @@ class Run:
         elif msg not in self.results.job_notes:
             self.results.job_notes.append(msg)
 
+    def release(self) -> None:
+        """After the job: keep the results (Processed.infotext may render again later), drop what holds the host's
+        samplers and tensors alive (p keeps this run reachable through its infotext values)."""
+        self.finalize()
+        self.results.finalize = None
+        for q in self.passes:
+            q.denoiser = q.model = None
+        self.schedules.clear()
+        self.current = None
+
     def note_interrupted(self) -> None:
         for q in self.passes:
             if not q.finished:
@@ -244,6 +255,8 @@ class Run:
                     self.logged = True
                     report("[MemStab] reading the verdicts failed", e)
             q.guard = None  # frees the device buffers
+            q.x = q.sigma = q.gap = None
+            q._dev.clear()
             rows = set()
             for v in verdicts:
                 ident = q.ident(v.image)

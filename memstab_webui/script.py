@@ -73,7 +73,7 @@ def postprocess(p, processed) -> None:
     try:
         if run is None or run.p is not p:
             return
-        run.finalize()
+        run.release()
         infotext.publish(p, run.results)
         if run.args.plot and run.verdicts:
             _add_plots(run, processed)

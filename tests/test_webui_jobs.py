@@ -315,3 +315,20 @@ def test_refiner_switch_continues_the_pass_with_a_note(host):
     assert k["MemStab verdict"] == "memorized" and "model switched at step 5 (refiner)" in k["MemStab note"]
     (v,) = [v for _, _, v in run_of(res).verdicts]
     assert v.steps == 10 and len(run_of(res).passes) == 1
+
+
+@pytest.mark.parametrize("sampler", ["Euler", "DDIM"])
+def test_inpainting_mask_blend(host, sampler):
+    """Inpainting blends the kept region into x (DDIM, before the model) or into denoised (k-diffusion, after it);
+    the guard sees what the sampler uses either way."""
+    init = stored_image(0) * 0.5
+    mask = torch.zeros(1, 8, 8)
+    mask[:, :, :4] = 1.0  # 1 = keep the original latent
+    p = host.img2img({"mode": "mitigate"}, prompt=[MEMORIZED, ORDINARY], batch_size=2, steps=20,
+                     denoising_strength=0.75, init_latent=init, sampler_name=sampler)
+    p.mask, p.nmask = mask, 1 - mask
+    res = host.run(p)
+    assert all("MemStab verdict" in k for k in keys_of(res)) and host.reported() == []
+    run = run_of(res)
+    assert run.passes[0].denoiser is None and not run.schedules, "nothing holds the host's sampler after the job"
+    assert memstab_keys(parse(res.infotext(p, 0))) == keys_of(res)[0], "rendering again after the job still works"

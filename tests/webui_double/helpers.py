@@ -22,7 +22,7 @@ def images(res) -> torch.Tensor:
 
 def run_of(res):
     """The adapter's Run behind a finished job (reachable from the infotext value it left)."""
-    return res.extra_generation_params["MemStab"].results.finalize.__self__
+    return res.extra_generation_params["MemStab"].results.owner
 
 
 def memstab_keys(parsed: dict) -> dict:
