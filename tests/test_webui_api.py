@@ -171,3 +171,12 @@ def test_install_py_checks_versions(capsys):
     finally:
         sys.path.remove(str(ROOT))
     assert install.check() == []
+
+
+def test_layout_rules():
+    """The webui imports every .py in scripts/; the core must stay host-independent."""
+    from conftest import ROOT
+
+    assert sorted(f.name for f in (ROOT / "scripts").glob("*.py")) == ["memstab.py"]
+    for f in (ROOT / "lib_memstab").glob("*.py"):
+        assert not re.search(r"^\s*(from|import)\s+modules\b", f.read_text(), re.M), f
