@@ -50,6 +50,7 @@ class Guard:
         self.segments: list[_Segment] = []
         self._capacity = max(8, int(steps)) if steps else _INITIAL_CAPACITY
         self._early = profile.early_limit(self.config.early_fraction)
+        self._force_new = False
 
     # ------------------------------------------------------------------ the per-step call
     def observe(self, x: torch.Tensor, denoised: torch.Tensor, sigma, sigma_next,
@@ -101,8 +102,14 @@ class Guard:
                                    p.axis == "log_sigma", p.norm)
         return torch.where(active.view(-1, 1, 1, 1), fixed.to(denoised.dtype), denoised)
 
+    def new_segment(self) -> None:
+        """Start a new segment at the next ``observe`` even if the latent shape is unchanged (a host's second pass,
+        e.g. hires fix at the same size or a refiner restart): it gets its own verdicts and its own latched state."""
+        self._force_new = True
+
     def _segment_for(self, x: torch.Tensor) -> _Segment:
-        if not self.segments or self.segments[-1].shape != x.shape:
+        if not self.segments or self.segments[-1].shape != x.shape or self._force_new:
+            self._force_new = False
             self.segments.append(_Segment(x.shape, x.device, self._capacity, len(self.segments)))
         return self.segments[-1]
 

@@ -15,7 +15,7 @@ def sigma_of_alpha_cumprod(alpha_cumprod: torch.Tensor) -> torch.Tensor:
 
 def timestep_sigma(t: torch.Tensor, alphas_cumprod: torch.Tensor) -> torch.Tensor:
     """Noise level of integer timestep(s) ``t`` (as the DDIM path passes them, possibly in a float tensor)."""
-    ac = alphas_cumprod.to(t.device)
+    ac = alphas_cumprod if alphas_cumprod.device == t.device else alphas_cumprod.to(t.device)  # no no-op copies
     return sigma_of_alpha_cumprod(ac[t.long().clamp(0, len(ac) - 1)])
 
 

@@ -229,3 +229,13 @@ def test_step_axis_profile_uses_raw_update_norms():
     g = Guard(p, GuardConfig(mode="detect"))
     g.observe(x, d, S0, S1)
     assert g.verdicts()[0].z_update[0] == pytest.approx(0.0, abs=1e-3)
+
+
+def test_new_segment_on_request_keeps_verdicts_apart():
+    g, x, d = guard_at((20, 0, 20), mode="detect")
+    g.observe(x, d, S0, S1)
+    g.new_segment()
+    g.observe(x * 0 + d, d, S0, S1)  # same shape, a second pass: its own latched state
+    vs = g.verdicts()
+    assert [(v.segment, v.image) for v in vs][:4] == [(0, 0), (0, 1), (0, 2), (1, 0)]
+    assert vs[0].flagged and not vs[3].flagged

@@ -50,3 +50,13 @@ def test_observe_makes_no_host_reads_in_any_mode():
     with CountHostReads() as m:
         rec.observe(x, d, s, sn)
     assert m.calls == []
+
+
+def test_timestep_sigma_makes_no_host_reads():
+    from lib_memstab import timestep_sigma
+
+    ac = torch.linspace(0.999, 0.01, 1000)
+    t = torch.tensor([999.0, 1.0])
+    with CountHostReads() as m:
+        s = timestep_sigma(t, ac)
+    assert m.calls == [] and s.shape == (2,)
