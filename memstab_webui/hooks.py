@@ -8,7 +8,7 @@ use what on_cfg_denoiser saw in the same model evaluation (the three run back to
 
 from __future__ import annotations
 
-from . import patches, settings, xyz
+from . import api, patches, settings, xyz
 from .run import RUN, purge_stale
 
 _CURRENT = [None]  # the run whose model evaluation is in flight, or None
@@ -84,7 +84,7 @@ def register() -> None:
     from modules import script_callbacks as sc
 
     wanted = [*_CFG, ("on_ui_settings", settings.register), ("on_before_ui", xyz.register),
-              ("on_script_unloaded", unregister)]
+              ("on_app_started", api.register), ("on_script_unloaded", unregister)]
     for reg_name, fn in wanted:
         reg = getattr(sc, reg_name, None)
         if reg is None or _registered(sc, reg_name[3:], fn):

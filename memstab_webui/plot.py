@@ -60,3 +60,52 @@ def render(v, gamma: float, tau_mild: float, title: str, size=(640, 360)) -> Ima
     d.text((lx, h - 20), f"band: z <= gamma {gamma:g}; red line: tau_mild {tau_mild:g}; ^ mitigated", fill=(0, 0, 0),
            font=font)
     return img
+
+
+BAND_LABELS = {"update": "update", "latent": "latent", "x0": "x0_hat"}
+
+
+def render_band(profile, gamma: float, title: str, size=(640, 480)) -> Image.Image:
+    """What a calibration measured: per tracked norm, the centre and the band centre ± gamma·spread against the
+    profile's axis (log sigma, noise falling to the right; or the step), one panel per norm."""
+    w, h = size
+    left, right, top, gap, bottom = 56, 12, 26, 18, 30
+    img = Image.new("RGB", size, "white")
+    d = ImageDraw.Draw(img)
+    font = ImageFont.load_default()
+    grid = list(profile.grid)
+    n = len(grid)
+    xs = list(reversed(grid)) if profile.axis == "log_sigma" else grid  # high noise (early steps) on the left
+    order = list(reversed(range(n))) if profile.axis == "log_sigma" else list(range(n))
+    ph = (h - top - bottom - 2 * gap) / 3
+
+    def px(k):
+        return left + (w - left - right) * (k / max(1, n - 1))
+
+    for row, q in enumerate(("update", "latent", "x0")):
+        y0 = top + row * (ph + gap)
+        mean = [profile.mean[q][i] for i in order]
+        std = [profile.std[q][i] for i in order]
+        lo = [m - gamma * s for m, s in zip(mean, std)]
+        hi = [m + gamma * s for m, s in zip(mean, std)]
+        vals = [v for v in lo + hi if math.isfinite(v)] or [0.0, 1.0]
+        vmin, vmax = min(vals), max(vals)
+        if vmax - vmin < 1e-12:
+            vmin, vmax = vmin - 1, vmax + 1
+
+        def py(v, y0=y0, vmin=vmin, vmax=vmax):
+            return y0 + ph - ph * (v - vmin) / (vmax - vmin)
+
+        band = [(px(k), py(v)) for k, v in enumerate(hi)] + [(px(k), py(v)) for k, v in reversed(list(enumerate(lo)))]
+        if len(band) >= 3:
+            d.polygon(band, fill=(215, 235, 250))
+        d.line([(px(k), py(v)) for k, v in enumerate(mean)], fill=COLOURS[q], width=2)
+        d.rectangle([left, y0, w - right, y0 + ph], outline=(90, 90, 90))
+        d.text((4, y0), BAND_LABELS[q], fill=COLOURS[q], font=font)
+        d.text((4, y0 + ph - 10), f"{vmin:.3g}", fill=(90, 90, 90), font=font)
+        d.text((4, y0 + 12), f"{vmax:.3g}", fill=(90, 90, 90), font=font)
+    axis = "log sigma (noise falls to the right)" if profile.axis == "log_sigma" else "step"
+    d.text((left, h - bottom + 6), f"{axis}: {xs[0]:.2f} ... {xs[-1]:.2f}; band: centre ± {gamma:g} spreads "
+           f"({profile.statistic}, {profile.meta.get('trajectories', '?')} trajectories)", fill=(0, 0, 0), font=font)
+    d.text((left, 6), title[:100], fill=(0, 0, 0), font=font)
+    return img

@@ -1,81 +1,88 @@
-"""Which stability profile a job uses: "automatic" = the profile in the profile folder whose meta model hash matches
-the loaded checkpoint; otherwise a named profile (the file's stem). Minimal on purpose; calibration (issue 4)
-extends it."""
+"""Which stability profile a job uses, on top of lib_memstab.ProfileStore (safe names, atomic writes, the automatic
+choice). "automatic": the profile calibrated on the loaded checkpoint (meta ``model_hash`` equal to its short hash or
+its sha256), else one of the same family (same latent channels and latent scale), else none and a "not calibrated"
+note that points at the calibrate button."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
-from lib_memstab import Profile, ProfileError
+from lib_memstab import ProfileError, ProfileStore
 
+from . import family
 from .args import AUTOMATIC
 
 EXTENSION_ROOT = Path(__file__).resolve().parents[1]
-HASH_KEYS = ("model_hash", "sd_model_hash", "checkpoint_hash")  # meta keys read, in this order
-_CACHE: dict[Path, tuple[tuple, object]] = {}
+CALIBRATE_HINT = ("press \"Calibrate this model\" (Memorization guard -> Calibration and profiles) or POST "
+                  "/memstab/v1/calibrate")
 
 
 def profile_dir(opts) -> Path:
     d = (getattr(opts, "data", None) or {}).get("memstab_profile_dir") or ""
-    return Path(d).expanduser() if d else EXTENSION_ROOT / "profiles"
+    return Path(d).expanduser() if str(d).strip() else EXTENSION_ROOT / "profiles"
+
+
+def store(opts) -> ProfileStore:
+    return ProfileStore(profile_dir(opts))
 
 
 def list_profiles(opts) -> list[str]:
-    d = profile_dir(opts)
-    return sorted(f.stem for f in d.glob("*.json")) if d.is_dir() else []
-
-
-def model_hash(p) -> str | None:
-    """The loaded checkpoint's hash as the host knows it (short A1111 hash, else the full sha256)."""
-    model = getattr(p, "sd_model", None)
-    info = getattr(model, "sd_checkpoint_info", None)
-    for h in (getattr(model, "sd_model_hash", None), getattr(info, "shorthash", None), getattr(info, "sha256", None)):
-        if isinstance(h, str) and h:
-            return h.lower()
-    return None
-
-
-def hashes_match(a: str | None, b: str | None) -> bool:
-    if not a or not b:
-        return False
-    a, b = a.lower(), b.lower()
-    return min(len(a), len(b)) >= 8 and (a.startswith(b) or b.startswith(a))
-
-
-def load(path: Path) -> Profile:
-    """Cached by (mtime, size): a profile is read once, and again after it changes. Raises ProfileError."""
-    st = path.stat()
-    stamp = (st.st_mtime_ns, st.st_size)
-    hit = _CACHE.get(path)
-    if hit is None or hit[0] != stamp:
-        try:
-            hit = (stamp, Profile.load(path))
-        except ProfileError as e:
-            hit = (stamp, e)
-        _CACHE[path] = hit
-    if isinstance(hit[1], ProfileError):
-        raise hit[1]
-    return hit[1]
-
-
-def resolve(choice: str, p, opts) -> tuple[Profile | None, str, str | None]:
-    """(profile or None, its name, a note when detection is off because there is no usable profile)."""
-    d = profile_dir(opts)
-    if choice == AUTOMATIC:
-        h = model_hash(p)
-        for f in sorted(d.glob("*.json")) if d.is_dir() else []:
-            try:
-                prof = load(f)
-            except (ProfileError, OSError):
-                continue
-            if any(hashes_match(h, str(prof.meta.get(k, ""))) for k in HASH_KEYS):
-                return prof, f.stem, None
-        return None, "none", (f"not calibrated for this model (hash {h or 'unknown'}): detection off; calibrate it "
-                              f"or choose a profile")
-    path = d / f"{choice}.json"
-    if not path.is_file():
-        return None, choice, f"profile {choice} not found in {d}: detection off"
     try:
-        return load(path), choice, None
+        return [s.name for s in store(opts).list()]
+    except OSError:  # an unreadable folder: no choices, never a crash while building the UI
+        return []
+
+
+def check_writable(folder: Path) -> None:
+    """Before a long calibration: can the folder be created and written? Raises ProfileError saying why not."""
+    folder = Path(folder)
+    probe = folder
+    while not probe.exists() and probe.parent != probe:
+        probe = probe.parent
+    if not probe.is_dir():
+        raise ProfileError(f"the profile folder {folder} cannot be used: {probe} is not a folder (Settings -> "
+                           "Memorization guard -> Profile folder)")
+    if not os.access(probe, os.W_OK | os.X_OK):
+        raise ProfileError(f"the profile folder {folder} is not writable (Settings -> Memorization guard -> "
+                           "Profile folder)")
+
+
+def automatic(model, opts):
+    """(StoredProfile or None, note or None): by hash, else by family, else a "not calibrated" note."""
+    st = store(opts)
+    for h in family.hashes(model):
+        hit, _ = st.choose(h, None)
+        if hit is not None:
+            return hit, None
+    fam = family.family_of(model)
+    if fam is not None:
+        hit, _ = st.choose(None, fam)
+        if hit is not None:
+            return hit, (f"profile {hit.name} is from another checkpoint of the same family; calibrate this model "
+                         "for best results")
+    h = family.short_hash(model)
+    return None, f"not calibrated for this model (hash {h or 'unknown'}): detection off; {CALIBRATE_HINT}"
+
+
+def resolve(choice: str, p, opts):
+    """(profile or None, its name, a note). Without a profile the note says why detection is off; with a profile of
+    the same family only, the note says so and the guard runs."""
+    model = getattr(p, "sd_model", None)
+    if choice == AUTOMATIC:
+        try:
+            hit, note = automatic(model, opts)
+        except OSError as e:
+            return None, "none", f"profile folder unreadable ({e}): detection off"
+        return (hit.profile, hit.name, note) if hit is not None else (None, "none", note)
+    st = store(opts)
+    try:
+        path = st.path_for(choice)
+    except ProfileError as e:
+        return None, "invalid", f"{e}: detection off"
+    if not path.is_file():
+        return None, choice, f"profile {choice} not found in {st.folder}: detection off"
+    try:
+        return st.load(choice), choice, None
     except (ProfileError, OSError) as e:
         return None, choice, f"profile {choice} unusable ({e}): detection off"

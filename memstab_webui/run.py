@@ -20,6 +20,7 @@ import torch
 from lib_memstab import Guard
 from lib_memstab.observation import flat_norm
 
+from .family import SUPPORTED_CHANNELS, unsupported_note
 from .infotext import NOTE_KEY, Results, prefix_for
 
 RUN: dict[int, Run] = {}
@@ -83,13 +84,19 @@ class Pass:
             if config.mode == "mitigate":
                 config = dataclasses.replace(config, mode="detect")
         total = getattr(denoiser, "steps", None)
-        self.guard = Guard(run.profile, config, steps=total if isinstance(total, int) and total > 0 else None)
+        self.guard = run.new_guard(config, total if isinstance(total, int) and total > 0 else None)
         self._dev: dict = {}
 
     # ---------------------------------------------------------------- per model evaluation
     def on_denoiser(self, params) -> None:
         self.main, self.armed = self.armed and not (self.disabled or self.finished), False
         if self.main:
+            channels = params.x.shape[1] if params.x.dim() == 4 else None  # shape only: no device read
+            if channels not in SUPPORTED_CHANNELS:  # SD3/Flux latents: say so instead of judging unchecked numbers
+                self.disabled, self.main = True, False
+                self.notes.append(unsupported_note(channels))
+                self.run.unsupported = channels
+                return
             if getattr(self.run.p, "sd_model", None) is not self.model:  # the SDXL refiner took over mid-pass
                 self.model = getattr(self.run.p, "sd_model", None)
                 self.notes.append(f"model switched at step {self.steps_seen} (refiner): judged with the first "
@@ -160,6 +167,11 @@ class Run:
         self.verdicts: list[tuple] = []  # (ident, prefix, Verdict) for plots
         self.logged = False
         self.verbosity = "errors"
+        self.unsupported = None  # latent channels of a model family the guard does not support, once seen
+
+    def new_guard(self, config, steps):
+        """The per-pass observer: a Guard here; calibration records instead (memstab_webui.calibrate)."""
+        return Guard(self.profile, config, steps=steps)
 
     # ---------------------------------------------------------------- host events
     def record_schedule(self, sampler, values, kind: str) -> None:

@@ -5,7 +5,7 @@ is reported once and noted in the infotext, and generation goes on."""
 from __future__ import annotations
 
 from . import args as margs
-from . import infotext, patches, plot, profiles
+from . import family, infotext, patches, plot, profiles
 from .run import RUN, Run, purge_stale, report
 
 
@@ -38,8 +38,15 @@ def _process(p, script_args) -> None:
     if not a.active or (getattr(p, "_ad_inner", False) and not opts.data.get("memstab_adetailer", False)):
         patches.release_if_idle()
         return
-    prof, name, note = profiles.resolve(a.profile, p, opts)
     egp = p.extra_generation_params
+    why = family.unsupported(getattr(p, "sd_model", None))
+    if why is not None:
+        egp[infotext.NOTE_KEY] = why
+        if opts.data.get("memstab_log", "errors") != "quiet":
+            print(f"[MemStab] {why}")
+        patches.release_if_idle()
+        return
+    prof, name, note = profiles.resolve(a.profile, p, opts)
     egp.update(infotext.job_values(a, name))
     if prof is None:
         egp[infotext.NOTE_KEY] = note
@@ -49,6 +56,8 @@ def _process(p, script_args) -> None:
         return
     run = Run(p, a, prof, name, state.job_timestamp)
     run.verbosity = opts.data.get("memstab_log", "errors")
+    if note:  # a profile of the same family stands in for this checkpoint's own
+        run.results.job_notes.append(note)
     RUN[id(p)] = run
     patches.install()
     infotext.publish(p, run.results)

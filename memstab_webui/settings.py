@@ -1,4 +1,5 @@
-"""Settings -> "Memorization guard": defaults for the controls, the profile folder, plots, ADetailer, the log."""
+"""Settings -> "Memorization guard": defaults for the controls, the profile folder, calibration, plots, ADetailer,
+the log."""
 
 from __future__ import annotations
 
@@ -43,6 +44,13 @@ def options() -> dict:
                                    {"minimum": 0, "maximum": 1, "step": 0.05}, "mild cases are corrected only here"),
         "memstab_plot": (False, "Add a stability plot image per image to the gallery by default", None, None, None),
         "memstab_profile_dir": ("", "Profile folder (empty: the extension's profiles/ folder)", None, None, None),
+        "memstab_calib_prompts": (50, "Calibration: reference prompts per run", "Slider",
+                                  {"minimum": 2, "maximum": 500, "step": 1}, "the paper used 50"),
+        "memstab_calib_seeds": (1, "Calibration: seeds per reference prompt", "Slider",
+                                {"minimum": 1, "maximum": 8, "step": 1}, None),
+        "memstab_reference_prompts": ("", "Calibration: reference prompt file (empty: the shipped "
+                                      "lib_memstab/data/reference_prompts.txt)", None, None,
+                                      "a .txt file, one ordinary prompt per line; # starts a comment"),
         "memstab_adetailer": (False, "Also guard ADetailer's inner passes (needs the script in ADetailer's list)",
                               None, None, None),
         "memstab_log": ("errors", "Console log", "Radio", {"choices": ["quiet", "errors", "verdicts", "debug"]},

@@ -44,10 +44,12 @@ def build(script, is_img2img: bool, opts=None) -> list:
     if InputAccordion is not None:
         with InputAccordion(False, label=TITLE, elem_id=eid("enabled")) as enabled:
             c = body()
+            panel(gr, script, is_img2img, opts, c["profile"])
     else:
         with gr.Accordion(TITLE, open=False, elem_id=eid("accordion")):
             enabled = gr.Checkbox(False, label="Enable", elem_id=eid("enabled"))
             c = body()
+            panel(gr, script, is_img2img, opts, c["profile"])
     c["enabled"] = enabled
     script.infotext_fields = [
         (enabled, lambda p: "MemStab mode" in p),  # off when pasting an infotext without our keys
@@ -57,3 +59,81 @@ def build(script, is_img2img: bool, opts=None) -> list:
     ]
     script.paste_field_names = list(PASTE.values())
     return [c[k] for k in UI_ORDER]
+
+
+# the host's own generation controls (A1111/Forge elem_ids), seen through Script.after_component: calibration uses
+# the user's current sampler, steps, CFG and size
+HOST_IDS = {"sampling": "sampler", "steps": "steps", "cfg_scale": "cfg_scale", "width": "width", "height": "height"}
+
+
+def capture(script, component, elem_id) -> None:
+    """Script.after_component: remember the host's generation controls of each tab."""
+    try:
+        if not isinstance(elem_id, str) or "_" not in elem_id:
+            return
+        tab, _, what = elem_id.partition("_")
+        if tab in ("txt2img", "img2img") and what in HOST_IDS:
+            host = script.__dict__.setdefault("_memstab_host", {})
+            host.setdefault(tab, {})[HOST_IDS[what]] = component
+    except Exception:
+        pass  # never break the host's UI build
+
+
+def panel(gr, script, is_img2img: bool, opts, profile_dropdown) -> None:
+    """Calibration and profile management inside the accordion. Its components are not script arguments."""
+    from . import manage
+
+    eid = script.elem_id
+    data = getattr(opts, "data", None) or {}
+    with gr.Accordion("Calibration and profiles", open=False, elem_id=eid("calibration")):
+        status = gr.Markdown(manage.status(opts), elem_id=eid("status"))
+        with gr.Row():
+            n_prompts = gr.Number(value=data.get("memstab_calib_prompts", 50), precision=0,
+                                  label="Reference prompts", elem_id=eid("calib_prompts"))
+            n_seeds = gr.Number(value=data.get("memstab_calib_seeds", 1), precision=0, label="Seeds per prompt",
+                                elem_id=eid("calib_seeds"))
+        calibrate = gr.Button("Calibrate this model", variant="primary", elem_id=eid("calibrate"))
+        result = gr.Markdown(elem_id=eid("calib_report"))
+        band = gr.Image(type="pil", label="Calibrated stability region", interactive=False, elem_id=eid("band"))
+        with gr.Row():
+            stored = gr.Dropdown(profiles.list_profiles(opts), label="Stored profiles", elem_id=eid("stored"))
+            refresh = gr.Button("Refresh", elem_id=eid("refresh"))
+            delete = gr.Button("Delete", elem_id=eid("delete"))
+            export = gr.Button("Export", elem_id=eid("export"))
+        message = gr.Markdown(elem_id=eid("manage_message"))
+        text = gr.Textbox(label="Profile JSON", lines=3, elem_id=eid("json"))
+        with gr.Row():
+            upload = gr.File(label="Profile file (.json)", file_types=[".json"], elem_id=eid("upload"))
+            import_name = gr.Textbox(label="Import as", elem_id=eid("import_name"))
+            do_import = gr.Button("Import", elem_id=eid("import"))
+    tab = "img2img" if is_img2img else "txt2img"
+    host = (script.__dict__.get("_memstab_host") or {}).get(tab, {})
+    keys = [k for k in HOST_IDS.values() if k in host]
+
+    def shared_opts():
+        from modules import shared
+
+        return shared.opts
+
+    def run_calibration(n, seeds, *values):
+        return manage.calibrate_ui(n, seeds, dict(zip(keys, values)))
+
+    def lists():
+        names = profiles.list_profiles(shared_opts())
+        return (gr.update(choices=[AUTOMATIC, *names]), gr.update(choices=names, value=None),
+                manage.status(shared_opts()))
+
+    try:  # an API-side ui() call (defaults only) may have no Blocks to bind to
+        lists_out = [profile_dropdown, stored, status]
+        calibrate.click(run_calibration, inputs=[n_prompts, n_seeds, *[host[k] for k in keys]],
+                        outputs=[result, band]).then(lists, outputs=lists_out)
+        refresh.click(lists, outputs=lists_out)
+        delete.click(lambda name: manage.delete(name, shared_opts()), inputs=[stored],
+                     outputs=[message]).then(lists, outputs=lists_out)
+        export.click(lambda name: manage.export(name, shared_opts()), inputs=[stored], outputs=[message, text])
+        do_import.click(lambda t, f, n: manage.import_(t, f, n, shared_opts()), inputs=[text, upload, import_name],
+                        outputs=[message]).then(lists, outputs=lists_out)
+    except Exception as e:
+        from .run import report
+
+        report("[MemStab] wiring the calibration panel failed; the guard's controls still work", e)

@@ -20,6 +20,9 @@ class MemStabScript(scripts.Script):
     def ui(self, is_img2img):
         return ui.build(self, is_img2img)
 
+    def after_component(self, component, **kwargs):
+        ui.capture(self, component, kwargs.get("elem_id"))
+
     def process(self, p, *args):
         script.process(p, args)
 

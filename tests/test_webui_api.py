@@ -122,7 +122,7 @@ def test_settings_section_and_defaults(host):
     ours = {k: v for k, v in opts.data_labels.items() if k.startswith("memstab_")}
     assert set(ours) == {"memstab_mode", "memstab_profile", "memstab_tau_mild", "memstab_tau_strong", "memstab_gamma",
                          "memstab_early_fraction", "memstab_plot", "memstab_profile_dir", "memstab_adetailer",
-                         "memstab_log"}
+                         "memstab_log", "memstab_calib_prompts", "memstab_calib_seeds", "memstab_reference_prompts"}
     assert all(v.section == SECTION for v in ours.values())
     opts.data["memstab_mode"] = "mitigate"
     opts.data["memstab_tau_mild"] = 5.0

@@ -15,6 +15,7 @@ MODEL_HASH = "a1b2c3d4e5"
 class HostModel:
     latent_channels = 4
     is_sdxl = False
+    scale_factor = 0.18215  # A1111's LatentDiffusion: the VAE latent scale (SDXL: 0.13025)
 
     def __init__(self):
         self.alphas_cumprod = sd_alphas_cumprod()
@@ -56,3 +57,30 @@ def _denoise_scaled(an, x, sigma, conds):
         w = torch.sigmoid(ll_y - ll_b + math.log(an.pi / (1 - an.pi)))
         out[i] = w * y + (1 - w) * broad
     return out
+
+
+class SDXLModel(HostModel):
+    """SDXL as the host shows it: is_sdxl, its VAE scale, dict conds (the CFG denoiser wraps them), 1024 px."""
+    is_sdxl = True
+    scale_factor = 0.13025
+
+    def __init__(self, short="5e6f7a8b9c"):
+        super().__init__()
+        self.sd_model_hash = short
+        self.sd_checkpoint_info = SimpleNamespace(shorthash=short, sha256=short + "0" * 54, name="sdxl.safetensors")
+
+
+class Flux16Model(HostModel):
+    """A 16-channel latent model (SD3/Flux on Forge): only shrinks towards zero (the guard must not judge it)."""
+    latent_channels = 16
+    scale_factor = 0.3611
+
+    def __init__(self):
+        super().__init__()
+        self.sd_model_hash = "16c0ffee00"
+        self.sd_checkpoint_info = SimpleNamespace(shorthash="16c0ffee00", sha256="16c0ffee00" + "0" * 54,
+                                                  name="flux.safetensors")
+
+    def denoise(self, x, sigma, conds):
+        s2 = self.analytic.s**2
+        return x * (s2 / (s2 + sigma.reshape(-1, 1, 1, 1).to(x) ** 2))

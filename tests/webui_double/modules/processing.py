@@ -6,8 +6,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import torch
-from modules import errors, infotext_utils, sd_samplers, shared
+from modules import errors, infotext_utils, scripts, sd_samplers, shared
 from modules.sd_samplers_cfg_denoiser import UNCOND
+
+
+def _scripts(p, name, *a, **kw):
+    """A1111 guards every script call with ``if p.scripts is not None``."""
+    if p.scripts is not None:
+        getattr(p.scripts, name)(p, *a, **kw)
 
 
 def _noise(seeds, shape):
@@ -45,7 +51,7 @@ class StableDiffusionProcessing:
 
     @property
     def latent_shape(self):
-        return (4, self.height // 8, self.width // 8)
+        return (getattr(self.sd_model, "latent_channels", 4), self.height // 8, self.width // 8)
 
     def setup_conds(self):
         # a prompt is condition ids joined by " AND "; negative ids are memorized images
@@ -63,17 +69,17 @@ class StableDiffusionProcessingTxt2Img(StableDiffusionProcessing):
     def sample(self):
         self.sampler = sd_samplers.create_sampler(self.sampler_name, self.sd_model)
         x = _noise(self.seeds, self.latent_shape)
-        self.scripts.process_before_every_sampling(self, x=x, noise=x, c=self.c, uc=self.uc)
+        _scripts(self, "process_before_every_sampling", x=x, noise=x, c=self.c, uc=self.uc)
         samples = self.sampler.sample(self, x, self.c, self.uc)
         if not self.enable_hr or shared.state.interrupted:
             return samples
         self.is_hr_pass = True
-        self.scripts.before_hr(self)
+        _scripts(self, "before_hr")
         k = self.hr_scale
         samples = samples.repeat_interleave(k, -2).repeat_interleave(k, -1)  # the "Latent (nearest)" upscaler
         self.sampler = sd_samplers.create_sampler(self.hr_sampler_name or self.sampler_name, self.sd_model)
         noise = _noise([s + 1 for s in self.seeds], samples.shape[1:])
-        self.scripts.process_before_every_sampling(self, x=samples, noise=noise, c=self.c, uc=self.uc)
+        _scripts(self, "process_before_every_sampling", x=samples, noise=noise, c=self.c, uc=self.uc)
         samples = self.sampler.sample_img2img(self, samples, noise, self.c, self.uc,
                                               steps=self.hr_second_pass_steps or self.steps)
         self.is_hr_pass = False
@@ -88,7 +94,7 @@ class StableDiffusionProcessingImg2Img(StableDiffusionProcessing):
         self.sampler = sd_samplers.create_sampler(self.sampler_name, self.sd_model)
         noise = _noise(self.seeds, self.latent_shape)
         x = self.init_latent.expand(len(self.seeds), *self.latent_shape).clone()
-        self.scripts.process_before_every_sampling(self, x=x, noise=noise, c=self.c, uc=self.uc)
+        _scripts(self, "process_before_every_sampling", x=x, noise=noise, c=self.c, uc=self.uc)
         return self.sampler.sample_img2img(self, x, noise, self.c, self.uc)
 
 
@@ -137,8 +143,8 @@ def process_images(p):
     p.all_prompts = list(p.prompt) if isinstance(p.prompt, list) else [p.prompt] * n
     p.all_seeds = [int(p.seed) + i for i in range(n)]
     p.all_subseeds = [int(p.subseed) + i for i in range(n)]
-    p.scripts.before_process(p)
-    p.scripts.process(p)
+    _scripts(p, "before_process")
+    _scripts(p, "process")
     images, infotexts = [], []
     for it in range(p.n_iter):
         p.iteration = it
@@ -147,18 +153,19 @@ def process_images(p):
         sl = slice(it * p.batch_size, (it + 1) * p.batch_size)
         p.prompts, p.seeds, p.subseeds = p.all_prompts[sl], p.all_seeds[sl], p.all_subseeds[sl]
         kw = {"batch_number": it, "prompts": p.prompts, "seeds": p.seeds, "subseeds": p.subseeds}
-        p.scripts.before_process_batch(p, **kw)
-        p.scripts.process_batch(p, **kw)
+        _scripts(p, "before_process_batch", **kw)
+        _scripts(p, "process_batch", **kw)
         p.setup_conds()
         samples = p.sample()
-        p.scripts.postprocess_batch(p, images=samples, batch_number=it)
+        _scripts(p, "postprocess_batch", images=samples, batch_number=it)
         for i, image in enumerate(samples):
-            pp = p.scripts.PostprocessImageArgs(image)
-            p.scripts.postprocess_image(p, pp)
+            pp = scripts.PostprocessImageArgs(image)
+            _scripts(p, "postprocess_image", pp)
             infotexts.append(create_infotext(p, p.prompts, p.seeds, p.subseeds, index=i))
             images.append(pp.image)
         if shared.state.skipped:
             shared.state.skipped = False
+        shared.state.nextjob()
     res = Processed(p, images, infotexts)
-    p.scripts.postprocess(p, res)
+    _scripts(p, "postprocess", res)
     return res

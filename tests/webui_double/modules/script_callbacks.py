@@ -84,6 +84,14 @@ def before_ui_callback():
     _dispatch("before_ui")
 
 
+def app_started_callback(demo, app):
+    for c in ordered_callbacks("app_started"):
+        try:
+            c.callback(demo, app)
+        except Exception:
+            report_exception(c, "app_started_callback")
+
+
 def script_unloaded_callback():
     _dispatch("script_unloaded")
 

@@ -19,6 +19,17 @@ def reconstruct_multicond_batch(c, step):
     return conds_list, torch.tensor(rows, dtype=torch.long).view(-1, 1)
 
 
+def _wrap(t):
+    """SDXL's conds are dicts (host-api.md 1.2): crossattn rows plus a pooled vector."""
+    if getattr(shared.sd_model, "is_sdxl", False):
+        return {"crossattn": t, "vector": t.float().expand(-1, 4)}
+    return t
+
+
+def _unwrap(t):
+    return t["crossattn"] if isinstance(t, dict) else t
+
+
 class HostKDenoiser:
     """The k-diffusion model wrapper: x0 prediction per row; row conditions from the cond tensor."""
 
@@ -83,9 +94,10 @@ class CFGDenoiser(torch.nn.Module):
         sigma_in = torch.cat([torch.stack([sigma[i] for _ in range(n)]) for i, n in enumerate(repeats)] + [sigma])
         image_cond_in = torch.zeros(x_in.shape[0], 5, 1, 1)
         params = CFGDenoiserParams(x_in, image_cond_in, sigma_in, shared.state.sampling_step,
-                                   shared.state.sampling_steps, tensor, uncond, self)
+                                   shared.state.sampling_steps, _wrap(tensor), _wrap(uncond), self)
         script_callbacks.cfg_denoiser_callback(params)
-        x_in, sigma_in, tensor, uncond = params.x, params.sigma, params.text_cond, params.text_uncond
+        x_in, sigma_in = params.x, params.sigma
+        tensor, uncond = _unwrap(params.text_cond), _unwrap(params.text_uncond)
         x_out = self.inner_model(x_in, sigma_in, cond=torch.cat([tensor, uncond]))
         script_callbacks.cfg_denoised_callback(CFGDenoisedParams(x_out, shared.state.sampling_step,
                                                                  shared.state.sampling_steps, self.inner_model))
@@ -110,9 +122,10 @@ class CFGDenoiser(torch.nn.Module):
             sigma = real_sigma
         conds_list, tensor = reconstruct_multicond_batch(cond, self.step)
         params = CFGDenoiserParams(x, torch.zeros(x.shape[0], 5, 1, 1), sigma, shared.state.sampling_step,
-                                   shared.state.sampling_steps, tensor, uncond, self)
+                                   shared.state.sampling_steps, _wrap(tensor), _wrap(uncond), self)
         script_callbacks.cfg_denoiser_callback(params)
-        x, sigma, tensor, uncond = params.x, params.sigma, params.text_cond, params.text_uncond
+        x, sigma = params.x, params.sigma
+        tensor, uncond = _unwrap(params.text_cond), _unwrap(params.text_uncond)
         repeats = [len(c) for c in conds_list]
         x_in = torch.cat([torch.stack([x[i] for _ in range(n)]) for i, n in enumerate(repeats)] + [x])
         sigma_in = torch.cat([torch.stack([sigma[i] for _ in range(n)]) for i, n in enumerate(repeats)] + [sigma])

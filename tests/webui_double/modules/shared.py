@@ -59,13 +59,24 @@ class State:
         self.job_timestamp = "0"
         self.interrupted = self.skipped = False
         self.sampling_step = self.sampling_steps = 0
+        self.job, self.job_count, self.job_no, self.textinfo = "", 0, 0, None
         self._jobs = 0
+        self.ended = 0
 
     def begin(self, job="(unknown)"):
         # the real one is "%Y%m%d%H%M%S" (1 s resolution); a counter keeps tests independent of the clock
         self._jobs += 1
         self.job_timestamp = f"2026010100{self._jobs:04d}"
         self.interrupted = self.skipped = False
+        self.job, self.job_count, self.job_no, self.textinfo = job, -1, 0, None
+
+    def end(self):
+        self.job, self.job_count = "", 0
+        self.ended += 1
+
+    def nextjob(self):
+        self.job_no += 1
+        self.sampling_step = 0
 
     def interrupt(self):
         self.interrupted = True

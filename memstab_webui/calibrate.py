@@ -1,0 +1,285 @@
+"""Calibrate the loaded model from the webui: reference generations through the host's own
+``modules.processing.process_images`` (a txt2img p built from the user's sampler, steps, size and CFG), each watched
+by a lib_memstab.Recorder through the same step identification the guard uses (run.Run / run.Pass, the CFG callbacks
+and the sampler patches), then lib_memstab.run_calibration builds the profile and ProfileStore saves it.
+
+Our guard is off for these runs (p carries no scripts, so no script of ours or anyone else's runs); the recorder is
+the only observer. Progress goes through shared.state (job_count / job_no / textinfo, the host's sampling step), the
+webui's Interrupt button stops it (shared.state.interrupted), and nothing is written unless every generation ran.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import threading
+from pathlib import Path
+
+from lib_memstab import (
+    DEFAULT_REFERENCE_PROMPTS,
+    CalibrationInterrupted,
+    GuardConfig,
+    ProfileError,
+    check_name,
+    make_meta,
+    profile_name,
+    read_prompts,
+    run_calibration,
+)
+
+from . import family, patches, profiles
+from .args import RunArgs
+from .run import RUN, Run
+
+DEFAULTS = {"n_prompts": 50, "seeds": [0], "sampler": "Euler", "steps": 20, "cfg_scale": 7.0, "width": 512,
+            "height": 512}
+SDXL_SIZE = 1024
+SEED_STRIDE = 1000  # generation for prompt i and seed s uses seed s + 1000 i: every prompt gets its own noise
+KEYS = ("prompts_file", "n_prompts", "seeds", "sampler", "steps", "cfg_scale", "width", "height", "name")
+_LOCAL_LOCK = threading.Lock()
+
+
+class CalibrationError(ValueError):
+    """Bad input or a model that cannot be calibrated; the message says what to do."""
+
+
+@dataclasses.dataclass
+class Request:
+    prompts_file: str | None = None
+    n_prompts: int = DEFAULTS["n_prompts"]
+    seeds: list = dataclasses.field(default_factory=lambda: list(DEFAULTS["seeds"]))
+    sampler: str | None = None
+    steps: int | None = None
+    cfg_scale: float | None = None
+    width: int | None = None
+    height: int | None = None
+    name: str | None = None
+
+
+@dataclasses.dataclass
+class Report:
+    name: str
+    path: Path
+    generations: int
+    outliers: list  # (prompt, max |z|)
+    description: str
+    profile: object
+    settings: dict
+
+    def markdown(self) -> str:
+        s = self.settings
+        lines = [f"**Calibrated** `{self.name}` from {self.generations} reference generations "
+                 f"({s['sampler']}, {s['steps']} steps, CFG {s['cfg_scale']:g}, {s['width']}x{s['height']}).",
+                 f"Profile: {self.description}. Saved to `{self.path}`; **automatic** now picks it for this "
+                 f"checkpoint with any sampler and step count."]
+        if self.outliers:
+            lines.append(f"{len(self.outliers)} reference prompt(s) left their own region (a memorized prompt in "
+                         "the reference set, or an unusual one); the robust statistics kept them from widening it:")
+            lines += [f"- z {z:.1f}: {p}" for p, z in self.outliers]
+        else:
+            lines.append("No reference prompt left the region.")
+        return "\n\n".join(lines[:3]) + ("\n" + "\n".join(lines[3:]) if len(lines) > 3 else "")
+
+    def to_json(self) -> dict:
+        return {"name": self.name, "file": self.path.name, "generations": self.generations,
+                "outliers": [{"prompt": p, "z": round(z, 2)} for p, z in self.outliers],
+                "profile": self.description, "meta": self.profile.meta}
+
+
+# ------------------------------------------------------------------------------------------------ input
+def parse_request(d, opts=None) -> Request:
+    """The API's JSON (or the UI's values) -> Request; raises CalibrationError naming the bad field."""
+    if d is None:
+        d = {}
+    if not isinstance(d, dict):
+        raise CalibrationError(f"the request must be a JSON object; got {type(d).__name__}")
+    unknown = sorted(set(d) - set(KEYS))
+    if unknown:
+        raise CalibrationError(f"unknown key(s) {', '.join(map(str, unknown))}; known: {', '.join(KEYS)}")
+    data = getattr(opts, "data", None) or {}
+    r = Request(n_prompts=_int(data.get("memstab_calib_prompts", DEFAULTS["n_prompts"]), "n_prompts"))
+    seeds_default = _int(data.get("memstab_calib_seeds", 1), "seeds")
+    r.seeds = list(range(seeds_default))
+    for k in ("n_prompts", "steps", "width", "height"):
+        if d.get(k) is not None:
+            setattr(r, k, _int(d[k], k))
+    if d.get("cfg_scale") is not None:
+        v = d["cfg_scale"]
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v <= 0:
+            raise CalibrationError(f"cfg_scale must be a positive number; got {v!r}")
+        r.cfg_scale = float(v)
+    if d.get("seeds") is not None:
+        v = d["seeds"]
+        if isinstance(v, int) and not isinstance(v, bool):
+            r.seeds = list(range(_int(v, "seeds")))
+        elif isinstance(v, list) and v and all(isinstance(s, int) and not isinstance(s, bool) and 0 <= s < 2**31
+                                               for s in v):
+            r.seeds = list(dict.fromkeys(v))
+        else:
+            raise CalibrationError(f"seeds must be a count (1, 2, ...) or a list of seeds; got {v!r}")
+    for k in ("sampler", "prompts_file", "name"):
+        v = d.get(k)
+        if v is not None and (not isinstance(v, str) or not v.strip()):
+            raise CalibrationError(f"{k} must be a non-empty string; got {v!r}")
+        if v is not None:
+            setattr(r, k, v.strip())
+    if r.name is not None:
+        try:
+            check_name(r.name)
+        except ProfileError as e:
+            raise CalibrationError(str(e)) from None
+    if r.prompts_file is not None and not r.prompts_file.lower().endswith(".txt"):
+        raise CalibrationError(f"prompts_file must be a .txt file (one prompt per line); got {r.prompts_file!r}")
+    return r
+
+
+def _int(v, name) -> int:
+    if isinstance(v, float) and v.is_integer():
+        v = int(v)  # gradio's Number gives floats
+    if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+        raise CalibrationError(f"{name} must be a whole number >= 1; got {v!r}")
+    return v
+
+
+def reference_prompts(r: Request, opts) -> tuple[list[str], str]:
+    src = r.prompts_file or (getattr(opts, "data", None) or {}).get("memstab_reference_prompts") or ""
+    path = Path(src).expanduser() if str(src).strip() else DEFAULT_REFERENCE_PROMPTS
+    try:
+        prompts = read_prompts(path)
+    except ProfileError as e:
+        raise CalibrationError(str(e)) from None
+    return prompts[:r.n_prompts], ("shipped" if path == DEFAULT_REFERENCE_PROMPTS else str(path))
+
+
+# ------------------------------------------------------------------------------------------------ recording
+class _Recording:
+    """Stands in for a pass's Guard: the recorder sees every main evaluation, the output is never changed."""
+
+    def __init__(self, observe):
+        self.observe = observe
+
+    def verdicts(self):
+        return []
+
+
+class CalibrationRun(Run):
+    """A Run whose passes record instead of guarding: the same step identification as the guard."""
+
+    def __init__(self, p, observe, job):
+        super().__init__(p, RunArgs(enabled=True, mode="detect", config=GuardConfig(mode="detect")), None,
+                         "calibration", job)
+        self.observe = observe
+
+    def new_guard(self, config, steps):
+        return _Recording(self.observe)
+
+    def on_denoised(self, params):  # the cond gap is not part of a profile
+        return
+
+    def fail(self, exc, where):
+        super().fail(exc, where)
+        self.failure = f"{where}: {type(exc).__name__}: {exc}"
+
+
+# ------------------------------------------------------------------------------------------------ the job
+def settings_for(r: Request, model) -> dict:
+    """The user's settings where given, else defaults (SDXL's default size is 1024)."""
+    size = SDXL_SIZE if getattr(model, "is_sdxl", False) is True else DEFAULTS["width"]
+    return {"sampler": r.sampler or DEFAULTS["sampler"], "steps": r.steps or DEFAULTS["steps"],
+            "cfg_scale": r.cfg_scale if r.cfg_scale is not None else DEFAULTS["cfg_scale"],
+            "width": r.width or size, "height": r.height or size}
+
+
+def _queue_lock():
+    try:
+        from modules.call_queue import queue_lock  # generations and calibration never run at the same time
+
+        return queue_lock
+    except (ImportError, AttributeError):
+        return _LOCAL_LOCK
+
+
+def calibrate(r: Request, opts=None) -> Report:
+    """Run the reference generations and save the profile. Raises CalibrationError (bad input, unsupported model,
+    unwritable folder), CalibrationInterrupted (nothing written) or ProfileError."""
+    from modules import processing, sd_samplers, shared
+
+    opts = opts if opts is not None else shared.opts
+    model = shared.sd_model
+    if model is None:
+        raise CalibrationError("no model is loaded")
+    why = family.unsupported(model)
+    if why is not None:
+        raise CalibrationError(f"cannot calibrate: {why}")
+    s = settings_for(r, model)
+    samplers = getattr(sd_samplers, "all_samplers_map", None)
+    if isinstance(samplers, dict) and s["sampler"] not in samplers:
+        raise CalibrationError(f"unknown sampler {s['sampler']!r}; available: {', '.join(samplers)}")
+    for k in ("width", "height"):
+        if s[k] % 8:
+            raise CalibrationError(f"{k} must be a multiple of 8; got {s[k]}")
+    name = r.name or profile_name(family.model_name(model), family.short_hash(model))
+    store = profiles.store(opts)
+    try:
+        store.path_for(name)
+        profiles.check_writable(store.folder)  # before the long run, not after it
+    except ProfileError as e:
+        raise CalibrationError(str(e)) from None
+    prompts, source = reference_prompts(r, opts)
+    meta = make_meta(model=family.model_name(model), model_hash=family.short_hash(model), **s,
+                     latent_channels=family.latent_channels(model), latent_scale=family.latent_scale(model),
+                     seeds=list(r.seeds), seed_stride=SEED_STRIDE, prompts_source=source)
+    state = shared.state
+    with _queue_lock():
+        state.begin(job="memstab_calibrate")
+        try:
+            state.job_count = len(prompts) * len(r.seeds)
+            result = run_calibration(_generate(processing, state, s, len(r.seeds)), prompts, list(r.seeds),
+                                     should_stop=lambda: bool(state.interrupted or state.skipped),
+                                     progress=lambda k, n: _progress(state, k, n), meta=meta)
+        finally:
+            state.end()
+    path = store.save(result.profile, name)
+    outliers = [(label or "?", z) for _, label, z in result.outliers]
+    return Report(name, path, result.generations, outliers, result.profile.describe(), result.profile, s)
+
+
+def _progress(state, k, n):
+    state.job_no = k
+    state.textinfo = f"MemStab calibration: {k}/{n} reference generations"
+
+
+def _generate(processing, state, s, n_seeds):
+    count = [0]
+
+    def generate(prompt, seed, observe):
+        k = count[0]
+        count[0] += 1
+        p = processing.StableDiffusionProcessingTxt2Img(
+            prompt=prompt, negative_prompt="", seed=int(seed) + SEED_STRIDE * (k // n_seeds), steps=s["steps"],
+            cfg_scale=s["cfg_scale"], sampler_name=s["sampler"], width=s["width"], height=s["height"], batch_size=1,
+            n_iter=1)
+        for attr in ("do_not_save_samples", "do_not_save_grid"):
+            setattr(p, attr, True)
+        p.scripts, p.script_args = None, []  # our guard and every other script stay out of reference runs
+        state.job = f"MemStab calibration {k + 1}/{state.job_count}"
+        run = CalibrationRun(p, observe, state.job_timestamp)
+        run.failure = None
+        RUN[id(p)] = run
+        patches.install()
+        try:
+            processing.process_images(p)
+        finally:
+            RUN.pop(id(p), None)
+            run.release()
+            patches.release_if_idle()
+        if run.unsupported is not None:
+            raise CalibrationError(f"cannot calibrate: {family.unsupported_note(run.unsupported)}")
+        if run.failure:
+            raise CalibrationError(f"recording failed ({run.failure}); nothing was written")
+        if state.interrupted or state.skipped:  # the last generation too: a partial trajectory is never used
+            raise CalibrationInterrupted(f"calibration interrupted during generation {k + 1}; no profile was "
+                                         "written")
+        return p
+
+    return generate
