@@ -14,6 +14,12 @@ onUiLoaded(function () {
         "Strong threshold (tau_strong)": "x0_hat z-score that makes a flagged generation a strong case, corrected at every out-of-region step (paper: 14).",
         "Region width (gamma)": "Half-width of the stability region in reference spreads; mitigation pulls norms back inside it (paper: 3).",
         "Early window": "Fraction of the schedule in which mild cases are corrected (paper: 10 of 50 steps = 0.2).",
-        "Show stability plot": "Add one plot per image to the gallery: the three z-score traces against the region, the first flagged step and the mitigated steps."
+        "Show stability plot": "Add one plot per image to the gallery: the three z-score traces against the region, the first flagged step and the mitigated steps.",
+        "Calibration and profiles": "Make a stability profile for the loaded checkpoint, and list, delete, import or export profiles.",
+        "Calibrate this model": "Run the reference prompts with the loaded checkpoint and your current sampler, steps, CFG and size, and save the measured stability region as this checkpoint's profile. Interrupt stops it; nothing is written then.",
+        "Reference prompts": "How many reference prompts to run (the paper used 50). They come from the shipped list or the file set in Settings.",
+        "Seeds per prompt": "Generations per reference prompt, each from its own noise.",
+        "Stored profiles": "The profiles in the profile folder (Settings -> Memorization guard -> Profile folder).",
+        "Import as": "Name for the imported profile: letters, digits, '.', '_', '-' and spaces; no path separators or '..'. Empty: the uploaded file's name."
     });
 });
