@@ -86,7 +86,8 @@ def panel(gr, script, is_img2img: bool, opts, profile_dropdown) -> None:
     eid = script.elem_id
     data = getattr(opts, "data", None) or {}
     with gr.Accordion("Calibration and profiles", open=False, elem_id=eid("calibration")):
-        status = gr.Markdown(manage.status(opts), elem_id=eid("status"))
+        # not manage.status() here: reading shared.sd_model while the UI is built would wait for the model to load
+        status = gr.Markdown("Press **Refresh** to see which profile the loaded model uses.", elem_id=eid("status"))
         with gr.Row():
             n_prompts = gr.Number(value=data.get("memstab_calib_prompts", 50), precision=0,
                                   label="Reference prompts", elem_id=eid("calib_prompts"))

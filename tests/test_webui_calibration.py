@@ -399,3 +399,8 @@ def test_panel_uses_the_hosts_generation_controls(cal):
     (fn,) = [f for f in demo.fns if len(f.inputs) == 7]  # n_prompts, seeds and the five host controls
     md, image = fn.fn(4, 1, "Heun", 10, 6.0, 64, 64)
     assert "(Heun, 10 steps, CFG 6, 64x64)" in md and image is not None
+    refresh = [f for f in demo.fns if not f.inputs and len(f.outputs) == 3]
+    profile_choices, stored, status = refresh[0].fn()
+    assert profile_choices["choices"] == ["automatic", "analytic-a1b2c3d4e5"] and stored["choices"] == \
+        ["analytic-a1b2c3d4e5"]
+    assert "automatic uses profile `analytic-a1b2c3d4e5`" in status
