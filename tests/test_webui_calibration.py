@@ -243,7 +243,7 @@ def test_automatic_choice_by_hash_then_family_then_not_calibrated(cal):
     assert "not calibrated for this model (hash fedcba9876)" in k["MemStab note"]
     assert "Calibrate this model" in k["MemStab note"]
     assert "**not calibrated**" in manage.status() and "Calibrate this model" in manage.status()
-    model.sd_checkpoint_info.sha256 = "0123456789" + "e" * 54  # a profile may carry the full sha256's prefix
+    model.sd_checkpoint_info.sha256 = "0123456789" + "e" * 54  # a profile may carry the full sha256 instead
     other.meta["model_hash"] = model.sd_checkpoint_info.sha256
     other.save(cal.folder / "other-model.json")
     assert guarded(cal, MEMORIZED)[0]["MemStab profile"] == "other-model"
