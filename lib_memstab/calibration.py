@@ -31,7 +31,11 @@ def run_calibration(generate: Callable, prompts: list[str], seeds: list[int] = (
                     axis: str = "log_sigma", statistic: str = "median_mad", meta: dict | None = None,
                     outlier_tau: float = 3.0) -> CalibrationResult:
     """Run every (prompt, seed) through ``generate`` with a recorder and build a profile (robust statistics by
-    default, so that a memorized prompt in the reference set does not widen the region; it is listed instead)."""
+    default, so that a memorized prompt in the reference set does not widen the region; it is listed instead).
+
+    ``generate`` should give every prompt its own noise (e.g. seed + 1000 * prompt index): with one shared noise the
+    early, noise-dominated steps would show almost no spread and the region there would be far too narrow.
+    """
     rec = Recorder()
     jobs = [(p, s) for p in prompts for s in seeds]
     for k, (prompt, seed) in enumerate(jobs):
@@ -39,6 +43,9 @@ def run_calibration(generate: Callable, prompts: list[str], seeds: list[int] = (
             raise CalibrationInterrupted(f"calibration interrupted after {k} of {len(jobs)} generations; "
                                          "no profile was written")
         generate(prompt, seed, rec.observe)
+        if should_stop():  # the host may have cut this generation short: never keep a partial trajectory
+            raise CalibrationInterrupted(f"calibration interrupted during generation {k + 1} of {len(jobs)}; "
+                                         "no profile was written")
         rec.finish_run([prompt])
         if progress:
             progress(k + 1, len(jobs))

@@ -107,7 +107,9 @@ def expand(prompts: list[str], seeds: list[int]) -> tuple[list[str], list[int]]:
 
 
 def calibrate(model, s: Sampling, plan: Plan) -> Recorder:
-    p, sd = expand(data.reference_prompts(), plan.ref_seeds)
+    prompts = data.reference_prompts()
+    p = [q for q in prompts for _ in plan.ref_seeds]
+    sd = [base + 10 * k for k in range(len(prompts)) for base in plan.ref_seeds]  # every reference its own noise
     return record(model, p, sd, s).recorder
 
 
@@ -413,7 +415,8 @@ def write_docs(docs: Path, rep: dict, off: Run, guarded: Run, profs, z, is_mem, 
              f"{n['memorized']} memorized. Primary sampler: Euler, 50 steps, CFG 7.5 (k-diffusion's `sample_euler` "
              "through a webui-style CFG denoiser).",
              f"- Calibration: {n['reference']} reference trajectories ({len(data.reference_prompts())} reference "
-             f"prompts x seeds {plan.ref_seeds}), disjoint from the test prompts and seeds. "
+             f"prompts x {len(plan.ref_seeds)} seed(s); prompt k uses seeds {plan.ref_seeds[0]} + 10 k + j, so every "
+             "reference has its own noise), disjoint from the test prompts and seeds. "
              "Sigma profile = log-sigma indexed, RMS norms, median/MAD (the default); step profile = the paper's form "
              "(per step, flat L2 norms, mean/std).",
              f"- Reproduction: a generation reproduces when its RMSE to the nearest of the {24000 + 12} training "

@@ -41,7 +41,8 @@ def main(argv=None) -> dict:
 
     rec = Recorder()
     ref = data.reference_prompts()
-    generate(model, ref, [1000] * len(ref), s, hook=lambda x, d, sg, sn, gap: rec.observe(x, d, sg, sn))
+    generate(model, ref, [1000 + k for k in range(len(ref))], s,  # every reference prompt its own noise
+             hook=lambda x, d, sg, sn, gap: rec.observe(x, d, sg, sn))
     rec.finish_run(labels=ref)
     profile = rec.build_profile(meta={"model": "memstab-testbed", "sampler": s.sampler, "steps": s.steps})
     print(f"calibrated on {len(rec.trajectories)} reference generations: {profile.describe()}")

@@ -120,3 +120,13 @@ def test_interrupted_calibration_raises_and_returns_nothing():
     with pytest.raises(CalibrationInterrupted, match="after 2 of 5"):
         run_calibration(_analytic_generate(conds), list(conds), should_stop=lambda: len(calls) >= 2,
                         progress=lambda k, n: calls.append(k))
+    # an interrupt that lands during the last generation is not kept either
+    gen = _analytic_generate(conds)
+    stop = {"now": False}
+
+    def generate(prompt, seed, observe):
+        gen(prompt, seed, observe)
+        stop["now"] = prompt == "p4"
+
+    with pytest.raises(CalibrationInterrupted, match="during generation 5 of 5"):
+        run_calibration(generate, list(conds), should_stop=lambda: stop["now"])
