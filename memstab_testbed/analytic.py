@@ -40,6 +40,13 @@ class AnalyticModel:
         self.s, self.pi = s, pi
 
     def denoise(self, x: torch.Tensor, sigma: torch.Tensor, conds: list) -> torch.Tensor:
+        """Posterior means at noise level sigma; a latent larger than 8x8 (a hires pass, an SDXL-sized double) sees
+        the same patterns upsampled by pixel repetition."""
+        k = x.shape[-1] // SHAPE[-1]
+
+        def up(t):
+            return t.repeat_interleave(k, -2).repeat_interleave(k, -1) if k > 1 else t
+
         s2 = self.s**2
         sig = sigma.reshape(-1, 1, 1, 1).to(x)
         shrink = s2 / (s2 + sig**2)
@@ -49,12 +56,12 @@ class AnalyticModel:
             if c is None:
                 out[i] = xi * sh
                 continue
-            m = smooth_pattern(abs(c) + (1000 if c < 0 else 0)).to(x)
+            m = up(smooth_pattern(abs(c) + (1000 if c < 0 else 0))).to(x)
             broad = m + (xi - m) * sh
             if c >= 0:
                 out[i] = broad
                 continue
-            y = stored_image(-c - 1).to(x)
+            y = up(stored_image(-c - 1)).to(x)
             d = xi[0].numel()
             # log-likelihood of x under each component at noise sigma
             ll_y = -((xi - y) ** 2).sum() / (2 * sg**2) - d * torch.log(sg)
