@@ -199,9 +199,45 @@ def _queue_lock():
         return _LOCAL_LOCK
 
 
-def calibrate(r: Request, opts=None) -> Report:
+class Task:
+    """The browser's progress bar for one click, as A1111's wrap_gradio_gpu_call drives it (modules.progress): the page
+    made a "task(...)" id and polls /internal/progress with it; the task is queued on arrival, started once the queue
+    lock is held, and finished whatever happens (else the page would wait for its 40 s inactivity timeout). Any other
+    id (no javascript, the API) or a host without modules.progress: nothing. Never raises."""
+
+    def __init__(self, id_task=None):
+        ok = isinstance(id_task, str) and id_task.startswith("task(") and id_task.endswith(")")
+        self.id = id_task if ok else None
+        self.progress = None
+        if self.id is not None:
+            try:
+                from modules import progress
+
+                self.progress = progress
+            except ImportError:
+                self.id = None
+
+    def _call(self, name) -> None:
+        if self.id is not None:
+            try:
+                getattr(self.progress, name)(self.id)
+            except Exception:
+                pass
+
+    def queued(self) -> None:
+        self._call("add_task_to_queue")
+
+    def start(self) -> None:
+        self._call("start_task")
+
+    def finish(self) -> None:
+        self._call("finish_task")
+
+
+def calibrate(r: Request, opts=None, task: Task | None = None) -> Report:
     """Run the reference generations and save the profile. Raises CalibrationError (bad input, unsupported model,
-    unwritable folder), CalibrationInterrupted (nothing written) or ProfileError."""
+    unwritable folder), CalibrationInterrupted (nothing written) or ProfileError. ``task``: started once the queue
+    lock is held (the caller queues and finishes it)."""
     from modules import processing, sd_samplers, shared
 
     opts = opts if opts is not None else shared.opts
@@ -232,6 +268,8 @@ def calibrate(r: Request, opts=None) -> Report:
     state = shared.state
     with _queue_lock():
         state.begin(job="memstab_calibrate")
+        if task is not None:
+            task.start()
         try:
             state.job_count = len(prompts) * len(r.seeds)
             result = run_calibration(_generate(processing, state, s, len(r.seeds)), prompts, list(r.seeds),

@@ -1,6 +1,7 @@
 """The script's controls, in args.UI_ORDER. InputAccordion (A1111 >= 1.6, Forge, reForge) makes the accordion header
 the enable switch; elsewhere an Accordion with a Checkbox. gradio-3.41 style only (gr.update, no .style, no gr.Box)
-so that Forge's gradio-4 shim builds it too. No side effects: the API calls ui() again to get default values."""
+so that gradio 4 (Forge 2) builds it too, with or without Forge's shim. No side effects: the API calls ui() again
+to get default values."""
 
 from __future__ import annotations
 
@@ -94,6 +95,9 @@ def panel(gr, script, is_img2img: bool, opts, profile_dropdown) -> None:
             n_seeds = gr.Number(value=data.get("memstab_calib_seeds", 1), precision=0, label="Seeds per prompt",
                                 elem_id=eid("calib_seeds"))
         calibrate = gr.Button("Calibrate this model", variant="primary", elem_id=eid("calibrate"))
+        # the browser's progress task id: javascript/memstab_progress.js replaces this value (the element the
+        # progress bar goes above: the report below) with a "task(...)" id before the click reaches Python
+        task_id = gr.Textbox(value=eid("calib_report"), visible=False, elem_id=eid("calib_task"))
         result = gr.Markdown(elem_id=eid("calib_report"))
         band = gr.Image(type="pil", label="Calibrated stability region", interactive=False, elem_id=eid("band"))
         with gr.Row():
@@ -116,8 +120,8 @@ def panel(gr, script, is_img2img: bool, opts, profile_dropdown) -> None:
 
         return shared.opts
 
-    def run_calibration(n, seeds, *values):
-        return manage.calibrate_ui(n, seeds, dict(zip(keys, values)))
+    def run_calibration(id_task, n, seeds, *values):
+        return manage.calibrate_ui(n, seeds, dict(zip(keys, values)), id_task=id_task)
 
     def lists():
         names = profiles.list_profiles(shared_opts())
@@ -126,8 +130,9 @@ def panel(gr, script, is_img2img: bool, opts, profile_dropdown) -> None:
 
     try:  # an API-side ui() call (defaults only) may have no Blocks to bind to
         lists_out = [profile_dropdown, stored, status]
-        calibrate.click(run_calibration, inputs=[n_prompts, n_seeds, *[host[k] for k in keys]],
-                        outputs=[result, band]).then(lists, outputs=lists_out)
+        calibrate.click(run_calibration, inputs=[task_id, n_prompts, n_seeds, *[host[k] for k in keys]],
+                        outputs=[result, band], **js_kwarg(calibrate.click, "memstabCalibrate")
+                        ).then(lists, outputs=lists_out)
         refresh.click(lists, outputs=lists_out)
         delete.click(lambda name: manage.delete(name, shared_opts()), inputs=[stored],
                      outputs=[message]).then(lists, outputs=lists_out)
@@ -138,3 +143,15 @@ def panel(gr, script, is_img2img: bool, opts, profile_dropdown) -> None:
         from .run import report
 
         report("[MemStab] wiring the calibration panel failed; the guard's controls still work", e)
+
+
+def js_kwarg(listener, fn_name: str) -> dict:
+    """The event listener's keyword for a javascript function run before the Python one: gradio 3 ``_js``, gradio 4
+    ``js`` (Forge's shim renames ``_js``, but the name the listener itself takes always works)."""
+    import inspect
+
+    try:
+        params = inspect.signature(listener).parameters
+    except (TypeError, ValueError):
+        params = {}
+    return {"js": fn_name} if "js" in params and "_js" not in params else {"_js": fn_name}

@@ -396,8 +396,8 @@ def test_panel_uses_the_hosts_generation_controls(cal):
             s.after_component(comp, elem_id=elem_id)
         s.ui(False)
     assert set(s._memstab_host["txt2img"]) == {"sampler", "steps", "cfg_scale", "width", "height"}
-    (fn,) = [f for f in demo.fns if len(f.inputs) == 7]  # n_prompts, seeds and the five host controls
-    md, image = fn.fn(4, 1, "Heun", 10, 6.0, 64, 64)
+    (fn,) = [f for f in demo.fns if len(f.inputs) == 8]  # task id, n_prompts, seeds and the five host controls
+    md, image = fn.fn("task(panel)", 4, 1, "Heun", 10, 6.0, 64, 64)
     assert "(Heun, 10 steps, CFG 6, 64x64)" in md and image is not None
     refresh = [f for f in demo.fns if not f.inputs and len(f.outputs) == 3]
     profile_choices, stored, status = refresh[0].fn()
