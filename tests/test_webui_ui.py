@@ -1,12 +1,14 @@
 """ui() inside a gr.Blocks with the gradio A1111 pins (3.41.2): with the host's InputAccordion and with the
-Accordion + Checkbox fallback. Skipped where gradio is not installed (requirements-dev.txt cannot pin it: gradio
-3.41.2 declares pillow<11 and the dev environment pins pillow 13, with which it imports and builds fine)."""
+Accordion + Checkbox fallback; and under gradio 4.40.0 (Forge 2) in a subprocess. Skipped where gradio is not
+installed (requirements-dev.txt cannot pin it: gradio 3.41.2 declares pillow<11 and the dev environment pins
+pillow 13, with which it imports and builds fine)."""
 
 import re
 import sys
 import warnings
 
 import pytest
+from conftest import ROOT as ROOT_DIR
 from webui_double.helpers import parse
 
 pytest_plugins = ["webui_double.testing"]
@@ -68,3 +70,35 @@ def test_every_control_has_a_tooltip(host):
     _, comps = build(host)
     labels = {c.label for c in comps} | {"Memorization guard"}
     assert labels - {"Enable"} <= titled and "Enable" in titled
+
+
+GRADIO4 = ROOT_DIR / ".venv" / "gradio4"  # tools/dev-env.sh installs requirements-ui4.txt there
+
+
+@pytest.mark.skipif(not (GRADIO4 / "gradio").is_dir(),
+                    reason=f"gradio 4 is not installed in {GRADIO4} (./tools/dev-env.sh installs requirements-ui4.txt)")
+def test_ui_builds_under_gradio_4(host):
+    """Forge 2 runs gradio 4.40.0: ui() and the calibration panel build there too (without Forge's shim, so the code
+    itself is gradio-4 clean), in both tabs, with and without InputAccordion. In a subprocess with the gradio-4 folder
+    first on sys.path, so that it shadows the gradio 3.41.2 this process has imported."""
+    import json
+    import os
+    import subprocess
+
+    from memstab_webui.args import UI_ORDER, ui_defaults
+
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONDONTWRITEBYTECODE": "1"}
+    proc = subprocess.run([sys.executable, str(ROOT_DIR / "tests" / "webui_double" / "build_ui.py"), str(GRADIO4)],
+                          capture_output=True, text=True, timeout=300, env=env, cwd=ROOT_DIR)
+    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("MEMSTAB_UI ")]
+    assert proc.returncode == 0 and lines, proc.stderr[-3000:]
+    out = json.loads(lines[-1][len("MEMSTAB_UI "):])
+    assert out["gradio"] == "4.40.0" and out["gradio_file"].startswith(str(GRADIO4))
+    assert set(out["builds"]) == {f"{t}/{a}" for t in ("txt2img", "img2img") for a in ("input_accordion", "accordion")}
+    for name, b in out["builds"].items():
+        tab, kind = name.split("/")
+        assert len(b["types"]) == len(UI_ORDER) and b["values"] == ui_defaults(host.shared.opts), name
+        assert b["types"][0] == ("InputAccordion" if kind == "input_accordion" else "Checkbox"), name
+        assert all(e.startswith(f"script_{tab}_memorization_guard_") for e in b["elem_ids"]), name
+        assert "memstabCalibrate" in b["calibrate_js"] and 8 in b["calibrate_inputs"], name  # task id + 2 + 5 host
+        assert b["events"] >= 7 and b["reported"] == [], name
