@@ -67,9 +67,17 @@ class Pass:
         self.error: str | None = None
         self.finished = False
         self.steps_seen = 0
+        self.evaluations = self.callbacks = 0  # model evaluations and sampler steps seen (Python ints: no sync)
+        self.last_d = None  # the last sampler callback's dict: reForge delivers each step twice (see on_step)
         # Forge converts DDIM to k-diffusion space before the callbacks (after-cfg carries x0_hat there too)
-        self.eps_space = (_is_timesteps(denoiser) and not getattr(denoiser, "classic_ddim_eps_estimation", False)
+        timesteps = _is_timesteps(denoiser)
+        self.eps_space = (timesteps and not getattr(denoiser, "classic_ddim_eps_estimation", False)
                           and not _forge())
+        self.family = ("timesteps path, eps converted to x0_hat" if self.eps_space else
+                       "timesteps path, x0_hat from the host" if timesteps else "k-diffusion")
+        sampler = getattr(denoiser, "sampler", None)
+        self.sampler_name = (getattr(getattr(sampler, "config", None), "name", None)
+                             or getattr(sampler, "funcname", None) or "?")
         self.run = run
         self.model = model = getattr(p, "sd_model", None)  # A1111: a property returning shared.sd_model
         ac = getattr(model, "alphas_cumprod", None)
@@ -84,11 +92,14 @@ class Pass:
             if config.mode == "mitigate":
                 config = dataclasses.replace(config, mode="detect")
         total = getattr(denoiser, "steps", None)
-        self.guard = run.new_guard(config, total if isinstance(total, int) and total > 0 else None)
+        self.total = total if isinstance(total, int) and total > 0 else None
+        self.mode = config.mode
+        self.guard = run.new_guard(config, self.total)
         self._dev: dict = {}
 
     # ---------------------------------------------------------------- per model evaluation
     def on_denoiser(self, params) -> None:
+        self.evaluations += 1
         self.main, self.armed = self.armed and not (self.disabled or self.finished), False
         if self.main:
             channels = params.x.shape[1] if params.x.dim() == 4 else None  # shape only: no device read
@@ -168,6 +179,7 @@ class Run:
         self.logged = False
         self.verbosity = "errors"
         self.unsupported = None  # latent channels of a model family the guard does not support, once seen
+        self.sampling_starts: dict[tuple, int] = {}  # (iteration, hires) -> process_before_every_sampling calls
 
     def new_guard(self, config, steps):
         """The per-pass observer: a Guard here; calibration records instead (memstab_webui.calibrate)."""
@@ -220,9 +232,30 @@ class Run:
             params.x = cur.on_after_cfg(params.x)
 
     def on_sampler_callback(self, sampler, d) -> None:
+        """One sampler step: arms the next model evaluation as the step's main one.
+
+        Two routes deliver it: our wrapper of ``Sampler.callback_state`` (every host) and, on reForge, the Script hook
+        ``process_before_every_step``, which reForge calls at the top of that same callback_state, with the same ``d``.
+        A step counts once: the second delivery of one ``d`` (same object) is ignored, whichever route comes first."""
         cur = self.current
-        if cur is not None and getattr(cur.denoiser, "sampler", sampler) is sampler:
-            cur.armed = True
+        if cur is None or getattr(cur.denoiser, "sampler", sampler) is not sampler or d is cur.last_d:
+            return
+        cur.last_d = d
+        cur.callbacks += 1
+        cur.armed = True
+
+    def on_step(self, d) -> None:
+        """reForge's process_before_every_step(p, d=d): the step of p's current sampler."""
+        cur = self.current
+        if cur is not None:
+            self.on_sampler_callback(getattr(cur.denoiser, "sampler", None), d)
+
+    def on_sampling_start(self) -> None:
+        """process_before_every_sampling: counted per (batch, pass kind) for the debug log, nothing else. Forge calls
+        it three times for txt2img + hires (once, then twice before the hires pass); passes are keyed on the CFG
+        denoiser, so repeated calls create no state."""
+        key = (getattr(self.p, "iteration", 0), bool(getattr(self.p, "is_hr_pass", False)))
+        self.sampling_starts[key] = self.sampling_starts.get(key, 0) + 1
 
     # ---------------------------------------------------------------- failures
     def fail(self, exc: BaseException, where: str) -> None:
@@ -267,7 +300,7 @@ class Run:
                     self.logged = True
                     report("[MemStab] reading the verdicts failed", e)
             q.guard = None  # frees the device buffers
-            q.x = q.sigma = q.gap = None
+            q.x = q.sigma = q.gap = q.last_d = None
             q._dev.clear()
             rows = set()
             for v in verdicts:
@@ -281,9 +314,26 @@ class Run:
                 if self.verbosity in ("verdicts", "debug"):
                     print(f"[MemStab] seed {line}")
             notes = q.notes + ([q.error] if q.error else [])
+            if self.verbosity == "debug":
+                print(self.debug_line(q, notes))
             if notes:
                 for row in range(max(len(q.seeds), max(rows, default=-1) + 1)):
                     self.results.add(q.ident(row), {NOTE_KEY: "; ".join(notes)})
+
+
+    def debug_line(self, q: Pass, notes: list) -> str:
+        """The debug log's summary of one pass, from counters kept as Python ints (nothing read from a device)."""
+        starts = self.sampling_starts.get((q.iteration, q.hires))
+        prof = self.profile
+        return (f"[MemStab] debug: batch {q.iteration + 1}, pass {q.index + 1}{' (hires)' if q.hires else ''}: "
+                f"sampler {q.sampler_name} ({q.family}{', Forge/reForge' if _forge() else ''}); "
+                f"{q.steps_seen} steps observed of {q.total if q.total is not None else '?'}, {q.callbacks} sampler "
+                f"callbacks, {q.evaluations} model evaluations"
+                + (f", process_before_every_sampling x{starts}" if starts else "")
+                + f"; profile {self.profile_name}"
+                + (f" ({prof.axis}, {len(prof.grid)} points)" if prof is not None and hasattr(prof, "grid") else "")
+                + f", mode {q.mode}, schedule {'recorded' if q.schedule is not None else 'not recorded'}"
+                + (f"; {'; '.join(notes)}" if notes else ""))
 
 
 def report(message: str, exc: BaseException | None = None) -> None:

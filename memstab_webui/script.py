@@ -61,6 +61,38 @@ def _process(p, script_args) -> None:
     RUN[id(p)] = run
     patches.install()
     infotext.publish(p, run.results)
+    if run.verbosity == "debug":
+        c = a.config
+        print(f"[MemStab] debug: guarding job {state.job_timestamp} ({getattr(p, 'n_iter', 1)} x "
+              f"{getattr(p, 'batch_size', 1)} images): profile {name}{f' ({note})' if note else ''}, mode {c.mode}, "
+              f"tau_mild {c.tau_mild:g}, tau_strong {c.tau_strong:g}, gamma {c.gamma:g}, early window "
+              f"{c.early_fraction:g}")
+
+
+def _own_run(p):
+    run = RUN.get(id(p)) if RUN else None
+    return run if run is not None and run.p is p else None
+
+
+def before_every_sampling(p) -> None:
+    """Script.process_before_every_sampling (A1111 >= 1.10: once per pass; Forge: three times with hires)."""
+    run = _own_run(p)
+    if run is not None:
+        try:
+            run.on_sampling_start()
+        except Exception as e:
+            run.fail(e, "process_before_every_sampling")
+
+
+def before_every_step(p, d) -> None:
+    """reForge's Script.process_before_every_step(p, d=d), at the top of Sampler.callback_state: the same step our
+    callback_state wrapper sees; Run.on_sampler_callback counts it once."""
+    run = _own_run(p)
+    if run is not None and d is not None:
+        try:
+            run.on_step(d)
+        except Exception as e:
+            run.fail(e, "process_before_every_step")
 
 
 def postprocess_batch(p) -> None:

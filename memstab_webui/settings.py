@@ -54,7 +54,7 @@ def options() -> dict:
         "memstab_adetailer": (False, "Also guard ADetailer's inner passes (needs the script in ADetailer's list)",
                               None, None, None),
         "memstab_log": ("errors", "Console log", "Radio", {"choices": ["quiet", "errors", "verdicts", "debug"]},
-                        "verdicts prints one line per image"),
+                        "verdicts prints one line per image; debug also one summary per sampling pass"),
     }
 
 

@@ -26,6 +26,12 @@ class MemStabScript(scripts.Script):
     def process(self, p, *args):
         script.process(p, args)
 
+    def process_before_every_sampling(self, p, *args, **kwargs):
+        script.before_every_sampling(p)
+
+    def process_before_every_step(self, p, *args, **kwargs):  # reForge only
+        script.before_every_step(p, kwargs.get("d"))
+
     def postprocess_batch(self, p, *args, **kwargs):
         script.postprocess_batch(p)
 

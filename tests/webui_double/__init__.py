@@ -27,7 +27,7 @@ class Host:
         import modules.shared as shared
 
         shared.HOST = variant
-        if variant == "forge":
+        if variant in ("forge", "reforge"):  # both ship modules_forge (host-api.md 3.2)
             sys.modules["modules_forge"] = types.ModuleType("modules_forge")
         from host_model import HostModel
 

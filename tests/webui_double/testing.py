@@ -68,3 +68,13 @@ def forge_host(profile_dir):
     yield h
     h.close()
 
+
+
+@pytest.fixture
+def reforge_host(profile_dir):
+    h = _start("reforge", profile_dir)
+    yield h
+    h.close()
+
+
+FIXTURES = {"a1111": "host", "forge": "forge_host", "reforge": "reforge_host"}

@@ -80,6 +80,8 @@ class StableDiffusionProcessingTxt2Img(StableDiffusionProcessing):
         self.sampler = sd_samplers.create_sampler(self.hr_sampler_name or self.sampler_name, self.sd_model)
         noise = _noise([s + 1 for s in self.seeds], samples.shape[1:])
         _scripts(self, "process_before_every_sampling", x=samples, noise=noise, c=self.c, uc=self.uc)
+        if shared.HOST == "forge":  # Forge calls it again after resetting forge_objects (host-api.md 3.1: 3x in all)
+            _scripts(self, "process_before_every_sampling", x=samples, noise=noise, c=self.c, uc=self.uc)
         samples = self.sampler.sample_img2img(self, samples, noise, self.c, self.uc,
                                               steps=self.hr_second_pass_steps or self.steps)
         self.is_hr_pass = False

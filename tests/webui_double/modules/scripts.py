@@ -56,6 +56,9 @@ class Script:
     def process_before_every_sampling(self, p, *args, **kwargs):
         pass
 
+    def process_before_every_step(self, p, *args, **kwargs):  # reForge only: kw d (the sampler callback's dict)
+        pass
+
     def before_hr(self, p, *args):
         pass
 
@@ -115,6 +118,9 @@ class ScriptRunner:
 
     def process_before_every_sampling(self, p, **kw):
         self._run("process_before_every_sampling", p, **kw)
+
+    def process_before_every_step(self, p, **kw):
+        self._run("process_before_every_step", p, **kw)
 
     def before_hr(self, p):
         self._run("before_hr", p)

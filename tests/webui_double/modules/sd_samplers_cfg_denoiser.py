@@ -1,4 +1,5 @@
-"""CFGDenoiser.forward in the order of host-api.md 1.3 (A1111) and 3.2 (Forge-flavoured)."""
+"""CFGDenoiser.forward in the order of host-api.md 1.3 (A1111), 3.2 (Forge-flavoured) and 3.3 (reForge: as Forge, but
+reassigning params.x / params.sigma in on_cfg_denoiser is ignored)."""
 
 import torch
 from modules import script_callbacks, sd_samplers_common, shared
@@ -54,7 +55,8 @@ class CFGDenoiser(torch.nn.Module):
         self.step = 0
         self.image_cfg_scale = None
         self.p = None
-        self.forge = shared.HOST == "forge"
+        self.forge = shared.HOST in ("forge", "reforge")
+        self.reforge = shared.HOST == "reforge"
         self.inner_model = HostKDenoiser(shared.sd_model)
 
     def combine_denoised(self, x_out, conds_list, uncond, cond_scale):
@@ -113,7 +115,8 @@ class CFGDenoiser(torch.nn.Module):
 
     def _forward_forge(self, x, sigma, uncond, cond, cond_scale):
         """B rows, the sampler's own latent object in params.x, no on_cfg_denoised; DDIM converted to k-diffusion
-        space before the callbacks (classic_ddim_eps_estimation) and eps recomputed after."""
+        space before the callbacks (classic_ddim_eps_estimation) and eps recomputed after. reForge keeps its local
+        x / sigma (reassignment ignored, in-place edits propagate); both re-read the conds."""
         if self.classic_ddim_eps_estimation:
             acd = shared.sd_model.alphas_cumprod
             fake_sigmas = ((1 - acd) / acd) ** 0.5
@@ -124,7 +127,8 @@ class CFGDenoiser(torch.nn.Module):
         params = CFGDenoiserParams(x, torch.zeros(x.shape[0], 5, 1, 1), sigma, shared.state.sampling_step,
                                    shared.state.sampling_steps, _wrap(tensor), _wrap(uncond), self)
         script_callbacks.cfg_denoiser_callback(params)
-        x, sigma = params.x, params.sigma
+        if not self.reforge:
+            x, sigma = params.x, params.sigma
         tensor, uncond = _unwrap(params.text_cond), _unwrap(params.text_uncond)
         repeats = [len(c) for c in conds_list]
         x_in = torch.cat([torch.stack([x[i] for _ in range(n)]) for i, n in enumerate(repeats)] + [x])

@@ -1,4 +1,5 @@
-"""Sampler base: callback_state, launch_sampling, initialize, setup_img2img_steps (host-api.md 1.6-1.7)."""
+"""Sampler base: callback_state, launch_sampling, initialize, setup_img2img_steps (host-api.md 1.6-1.7); on reForge
+callback_state first calls the Script hook process_before_every_step (3.3)."""
 
 from collections import namedtuple
 
@@ -38,6 +39,8 @@ class Sampler:
         self.eta = None
 
     def callback_state(self, d):
+        if shared.HOST == "reforge" and self.p is not None and self.p.scripts is not None:
+            self.p.scripts.process_before_every_step(self.p, d=d)  # reForge only (host-api.md 3.3)
         step = d["i"]
         if self.stop_at is not None and step > self.stop_at:
             raise InterruptedException

@@ -3,7 +3,7 @@ and the loaded model."""
 
 from types import SimpleNamespace
 
-HOST = "a1111"  # or "forge": set by the test fixture before any sampler is built
+HOST = "a1111"  # or "forge" or "reforge": set by the test fixture before any sampler is built
 
 
 class OptionInfo:
