@@ -1,12 +1,9 @@
 """The "checkpoint" the double loads: the analytic memorizing denoiser (memstab_testbed.analytic) behind SD 1.x's
 alphas_cumprod, extended to larger latents (hires) by upsampling its patterns."""
 
-import math
 from types import SimpleNamespace
 
-import torch
-
-from memstab_testbed.analytic import AnalyticModel, smooth_pattern, stored_image
+from memstab_testbed.analytic import AnalyticModel
 from memstab_testbed.model import sd_alphas_cumprod
 
 MODEL_HASH = "a1b2c3d4e5"
@@ -25,38 +22,7 @@ class HostModel:
                                                   name="analytic.safetensors")
 
     def denoise(self, x, sigma, conds):
-        if tuple(x.shape[-2:]) == (8, 8):
-            return self.analytic.denoise(x, sigma, conds)
-        return _denoise_scaled(self.analytic, x, sigma, conds)
-
-
-def _denoise_scaled(an, x, sigma, conds):
-    k = x.shape[-1] // 8
-
-    def up(t):
-        return t.repeat_interleave(k, -2).repeat_interleave(k, -1)
-
-    s2 = an.s**2
-    sig = sigma.reshape(-1, 1, 1, 1).to(x)
-    shrink = s2 / (s2 + sig**2)
-    out = torch.empty_like(x)
-    for i, c in enumerate(conds):
-        xi, sh, sg = x[i], shrink[i], sig[i]
-        if c is None:
-            out[i] = xi * sh
-            continue
-        m = up(smooth_pattern(abs(c) + (1000 if c < 0 else 0))).to(x)
-        broad = m + (xi - m) * sh
-        if c >= 0:
-            out[i] = broad
-            continue
-        y = up(stored_image(-c - 1)).to(x)
-        d = xi[0].numel()
-        ll_y = -((xi - y) ** 2).sum() / (2 * sg**2) - d * torch.log(sg)
-        ll_b = -((xi - m) ** 2).sum() / (2 * (s2 + sg**2)) - 0.5 * d * torch.log(s2 + sg**2)
-        w = torch.sigmoid(ll_y - ll_b + math.log(an.pi / (1 - an.pi)))
-        out[i] = w * y + (1 - w) * broad
-    return out
+        return self.analytic.denoise(x, sigma, conds)  # larger latents (hires) see upsampled patterns
 
 
 class SDXLModel(HostModel):
