@@ -33,28 +33,25 @@ def on_cfg_denoiser(params) -> None:
             run.fail(e, "on_cfg_denoiser")
 
 
-def on_cfg_denoised(params) -> None:
+def _dispatch(params, method: str, where: str) -> None:
+    """Hand a CFG callback to the current run, if any (set by on_cfg_denoiser of the same model call)."""
     if not RUN:
         return
     run = _CURRENT[0]
     if run is None:
         return
     try:
-        run.on_denoised(params)
+        getattr(run, method)(params)
     except Exception as e:
-        run.fail(e, "on_cfg_denoised")
+        run.fail(e, where)
+
+
+def on_cfg_denoised(params) -> None:
+    _dispatch(params, "on_denoised", "on_cfg_denoised")
 
 
 def on_cfg_after_cfg(params) -> None:
-    if not RUN:
-        return
-    run = _CURRENT[0]
-    if run is None:
-        return
-    try:
-        run.on_after_cfg(params)
-    except Exception as e:
-        run.fail(e, "on_cfg_after_cfg")
+    _dispatch(params, "on_after_cfg", "on_cfg_after_cfg")
 
 
 def _drop_stale() -> None:
