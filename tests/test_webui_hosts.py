@@ -5,10 +5,8 @@ pass, no extra host reads)."""
 
 import pytest
 import torch
-from webui_double.helpers import MEMORIZED, ORDINARY, images, memstab_keys, parse, reproduces, run_of
+from webui_double.helpers import MEMORIZED, ORDINARY, images, memstab_keys, mitigation_run, parse, reproduces, run_of
 from webui_double.testing import FIXTURES
-
-from memstab_testbed.analytic import stored_image
 
 pytest_plugins = ["webui_double.testing"]
 
@@ -95,15 +93,8 @@ def test_reforge_ignores_reassigned_params_x():
 
 @pytest.mark.parametrize("sampler", ["Euler", "DDIM"])
 def test_reforge_mitigates(reforge_host, sampler):
-    kw = {"prompt": [MEMORIZED] * 3 + [ORDINARY], "sampler_name": sampler, "batch_size": 4, "steps": 20, "seed": 3}
-    off = images(reforge_host.run(reforge_host.txt2img(None, **kw)))
-    det = images(reforge_host.run(reforge_host.txt2img({"mode": "detect"}, **kw)))
-    res = reforge_host.run(reforge_host.txt2img({"mode": "mitigate"}, **kw))
-    on = images(res)
+    off, det, on, res, d_off, d_on = mitigation_run(reforge_host, sampler)
     assert torch.equal(det, off), "detect only must not change the image"
-    y = stored_image(0)
-    d_off = [float((x - y).pow(2).mean().sqrt()) for x in off[:3]]
-    d_on = [float((x - y).pow(2).mean().sqrt()) for x in on[:3]]
     assert sum(d_on) / 3 > sum(d_off) / 3 + 0.8
     assert all(reproduces(x) for x in off[:3]) and not any(reproduces(x) for x in on[:3])
     assert torch.equal(on[3], off[3]), "an image that is never flagged stays bit-identical"

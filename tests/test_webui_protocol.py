@@ -4,9 +4,7 @@ A1111's DDIM path (eps outputs, VP latents) and the Forge-flavoured host."""
 
 import pytest
 import torch
-from webui_double.helpers import MEMORIZED, ORDINARY, images, memstab_keys, parse, reproduces, run_of
-
-from memstab_testbed.analytic import stored_image
+from webui_double.helpers import MEMORIZED, ORDINARY, images, memstab_keys, mitigation_run, parse, reproduces, run_of
 
 pytest_plugins = ["webui_double.testing"]
 
@@ -70,15 +68,8 @@ def test_detects_memorized_not_ordinary(request, variant, sampler):
 @pytest.mark.parametrize("sampler", SAMPLERS)
 def test_mitigation_steers_away_from_the_stored_image_and_leaves_ordinary_images_alone(request, variant, sampler):
     host = request.getfixturevalue("host" if variant == "a1111" else "forge_host")
-    kw = {"prompt": [MEMORIZED] * 3 + [ORDINARY], "sampler_name": sampler, "batch_size": 4, "steps": 20, "seed": 3}
-    off = images(host.run(host.txt2img(None, **kw)))
-    det = images(host.run(host.txt2img({"mode": "detect"}, **kw)))
-    res = host.run(host.txt2img({"mode": "mitigate"}, **kw))
-    on = images(res)
+    off, det, on, res, d_off, d_on = mitigation_run(host, sampler)
     assert torch.equal(det, off), "detect only must not change the image"
-    y = stored_image(0)
-    d_off = [float((x - y).pow(2).mean().sqrt()) for x in off[:3]]
-    d_on = [float((x - y).pow(2).mean().sqrt()) for x in on[:3]]
     assert sum(d_on) / 3 > sum(d_off) / 3 + 0.8 and all(a >= b - 1e-6 for a, b in zip(d_on, d_off))
     if sampler in ("Euler", "DDIM"):  # the deterministic first-order ones land exactly on it when unguarded
         assert all(reproduces(x) for x in off[:3]) and not any(reproduces(x) for x in on[:3])

@@ -36,3 +36,19 @@ def reproduces(latent: torch.Tensor, image: int = 0) -> bool:
         k = latent.shape[-1] // y.shape[-1]
         y = y.repeat_interleave(k, -2).repeat_interleave(k, -1)
     return float((latent - y).pow(2).mean().sqrt()) < 0.15
+
+
+def mitigation_run(host, sampler: str):
+    """Three memorized images and one ordinary one, generated off, in detect and in mitigate mode (same seed).
+    Returns (off, detect, on) latents, the mitigate result, and the per-image distance to the stored image off/on."""
+    from memstab_testbed.analytic import stored_image
+
+    kw = {"prompt": [MEMORIZED] * 3 + [ORDINARY], "sampler_name": sampler, "batch_size": 4, "steps": 20, "seed": 3}
+    off = images(host.run(host.txt2img(None, **kw)))
+    det = images(host.run(host.txt2img({"mode": "detect"}, **kw)))
+    res = host.run(host.txt2img({"mode": "mitigate"}, **kw))
+    on = images(res)
+    y = stored_image(0)
+    d_off = [float((x - y).pow(2).mean().sqrt()) for x in off[:3]]
+    d_on = [float((x - y).pow(2).mean().sqrt()) for x in on[:3]]
+    return off, det, on, res, d_off, d_on
