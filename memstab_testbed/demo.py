@@ -66,15 +66,15 @@ def main(argv=None) -> dict:
     near_on, _ = nearest_rmse(images["mitigate"], train)
 
     rows = []
-    print(f"\n{'prompt':<52} seed  verdict (detect)                          reproduces off -> on")
+    print(f"\n{'prompt':<48} seed  reproduces off -> on  verdict (detect mode)")
     for i, (p, sd) in enumerate(zip(prompts, seeds)):
         v = guards["detect"][i]
         vm = guards["mitigate"][i]
         rows.append({"prompt": p, "seed": sd, "memorized_caption": p in tg, "verdict": v.summary(),
                      "mitigated_steps": vm.steps_mitigated, "reproduces_off": bool(near_off[i] < 0.15),
                      "reproduces_on": bool(near_on[i] < 0.15), "infotext": vm.to_infotext()})
-        print(f"{p[:50]:<52} {sd:>4}  {v.summary()[:40]:<41} {rows[-1]['reproduces_off']!s:>5} -> "
-              f"{rows[-1]['reproduces_on']!s:<5}")
+        print(f"{p[:46]:<48} {sd:>4}  {rows[-1]['reproduces_off']!s:>14} -> {rows[-1]['reproduces_on']!s:<5}  "
+              f"{v.summary()}")
     a.out.mkdir(parents=True, exist_ok=True)
     grid = image_grid([images["off"], images["mitigate"]], ["guard off", "guard on (mitigate)"], scale=5)
     grid.save(a.out / "grid.png")
