@@ -48,7 +48,9 @@ def _add_routes(app) -> None:
     def calibrate_route(body=Body(default=None)):  # noqa: B008 (FastAPI's idiom)
         try:
             opts = _opts()
-            return cal.calibrate(cal.parse_request(body, opts), opts).to_json()
+            req = cal.parse_request(body, opts)
+            cal.check_remote_prompts_file(req, opts)
+            return cal.calibrate(req, opts).to_json()
         except (cal.CalibrationError, ProfileError) as e:
             return err(400, str(e))
         except CalibrationInterrupted as e:

@@ -141,6 +141,23 @@ def _int(v, name) -> int:
     return v
 
 
+EXTENSION_DIR = Path(__file__).resolve().parents[1]
+
+
+def check_remote_prompts_file(r: Request, opts) -> None:
+    """Over HTTP a caller may name only the prompt file set in Settings or one inside the extension folder: the route
+    must not read arbitrary files on the server (outlier prompts are echoed back in the response)."""
+    if r.prompts_file is None:
+        return
+    path = Path(r.prompts_file).expanduser().resolve()
+    configured = (getattr(opts, "data", None) or {}).get("memstab_reference_prompts") or ""
+    allowed = path.is_relative_to(EXTENSION_DIR) or (
+        str(configured).strip() and path == Path(configured).expanduser().resolve())
+    if not allowed:
+        raise CalibrationError("over the API, prompts_file must be the reference prompt file set in Settings or a "
+                               f"file inside the extension folder ({EXTENSION_DIR}); got {r.prompts_file!r}")
+
+
 def reference_prompts(r: Request, opts) -> tuple[list[str], str]:
     src = r.prompts_file or (getattr(opts, "data", None) or {}).get("memstab_reference_prompts") or ""
     path = Path(src).expanduser() if str(src).strip() else DEFAULT_REFERENCE_PROMPTS

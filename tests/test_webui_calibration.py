@@ -347,6 +347,10 @@ def test_api_routes(cal):
         assert client.delete(path).status_code in (400, 404)
     r = client.post("/memstab/v1/calibrate", json={"name": "../../evil"})
     assert r.status_code == 400 and "invalid profile name" in r.json()["error"]
+    outside = cal.folder.parent / "elsewhere.txt"
+    outside.write_text("a private line\n")
+    r = client.post("/memstab/v1/calibrate", json={"prompts_file": str(outside)})
+    assert r.status_code == 400 and "must be the reference prompt file set in Settings" in r.json()["error"]
     r = client.post("/memstab/v1/calibrate", json=[1, 2])
     assert r.status_code == 400 and "JSON object" in r.json()["error"]
     n = count_denoise(cal)
