@@ -5,7 +5,17 @@ pass, no extra host reads)."""
 
 import pytest
 import torch
-from webui_double.helpers import MEMORIZED, ORDINARY, images, memstab_keys, mitigation_run, parse, reproduces, run_of
+from webui_double.helpers import (
+    MEMORIZED,
+    ORDINARY,
+    counting_run_host_reads,
+    images,
+    memstab_keys,
+    mitigation_run,
+    parse,
+    reproduces,
+    run_of,
+)
 from webui_double.testing import FIXTURES
 
 pytest_plugins = ["webui_double.testing"]
@@ -147,30 +157,13 @@ def test_reforge_calibrates(tmp_path):
 
 @pytest.mark.parametrize("variant", ["a1111", "forge", "reforge"])
 def test_debug_log_summarises_each_pass_without_host_reads(request, variant, capsys):
-    from test_no_sync import CountHostReads
-
-    from memstab_webui.run import Run
-
     host = request.getfixturevalue(FIXTURES[variant])
-    reads, originals = [], {}
-    for name in ("on_denoiser", "on_denoised", "on_after_cfg", "on_sampler_callback", "on_step", "record_schedule",
-                 "on_sampling_start"):
-        orig = originals[name] = getattr(Run, name)
-
-        def counted(self, *a, _orig=orig, **k):
-            with CountHostReads() as m:
-                out = _orig(self, *a, **k)
-            reads.extend(m.calls)
-            return out
-
-        setattr(Run, name, counted)
+    names = ("on_denoiser", "on_denoised", "on_after_cfg", "on_sampler_callback", "on_step", "record_schedule",
+             "on_sampling_start")
     host.shared.opts.data["memstab_log"] = "debug"
-    try:
+    with counting_run_host_reads(names) as reads:
         host.run(host.txt2img({"mode": "mitigate"}, prompt=[MEMORIZED, ORDINARY], batch_size=2, steps=10,
                               sampler_name="Heun", enable_hr=True, hr_second_pass_steps=4, denoising_strength=0.5))
-    finally:
-        for name, orig in originals.items():
-            setattr(Run, name, orig)
     assert reads == []
     out = capsys.readouterr().out
     lines = [ln for ln in out.splitlines() if ln.startswith("[MemStab] debug:")]

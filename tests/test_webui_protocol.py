@@ -4,7 +4,17 @@ A1111's DDIM path (eps outputs, VP latents) and the Forge-flavoured host."""
 
 import pytest
 import torch
-from webui_double.helpers import MEMORIZED, ORDINARY, images, memstab_keys, mitigation_run, parse, reproduces, run_of
+from webui_double.helpers import (
+    MEMORIZED,
+    ORDINARY,
+    counting_run_host_reads,
+    images,
+    memstab_keys,
+    mitigation_run,
+    parse,
+    reproduces,
+    run_of,
+)
 
 pytest_plugins = ["webui_double.testing"]
 
@@ -140,27 +150,9 @@ def test_sigma_next_comes_from_the_recorded_schedule(host):
 @pytest.mark.parametrize("sampler", ["Euler", "Heun", "DDIM"])
 def test_hooks_make_no_host_reads(host, sampler):
     """Per-step work in our hooks never reads a tensor back (each read would stall a GPU queue)."""
-    from test_no_sync import CountHostReads
-
-    from memstab_webui.run import Run
-
-    reads = []
-    originals = {}
-    for name in ("on_denoiser", "on_denoised", "on_after_cfg", "on_sampler_callback", "record_schedule"):
-        orig = originals[name] = getattr(Run, name)
-
-        def counted(self, *a, _orig=orig, **k):
-            with CountHostReads() as m:
-                out = _orig(self, *a, **k)
-            reads.extend(m.calls)
-            return out
-
-        setattr(Run, name, counted)
-    try:
+    names = ("on_denoiser", "on_denoised", "on_after_cfg", "on_sampler_callback", "record_schedule")
+    with counting_run_host_reads(names) as reads:
         res = host.run(host.txt2img({"mode": "mitigate"}, prompt=[MEMORIZED, ORDINARY], batch_size=2,
                                     sampler_name=sampler, steps=20))
-    finally:
-        for name, orig in originals.items():
-            setattr(Run, name, orig)
     assert reads == []
     assert memstab_keys(parse(res.infotexts[0]))["MemStab verdict"] == "memorized"

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+
 import torch
 
 from memstab_testbed.analytic import stored_image
@@ -52,3 +54,28 @@ def mitigation_run(host, sampler: str):
     d_off = [float((x - y).pow(2).mean().sqrt()) for x in off[:3]]
     d_on = [float((x - y).pow(2).mean().sqrt()) for x in on[:3]]
     return off, det, on, res, d_off, d_on
+
+
+@contextlib.contextmanager
+def counting_run_host_reads(names):
+    """Count host reads (item, cpu, bool(tensor), ...) made inside the named Run methods; yields the list of reads."""
+    from test_no_sync import CountHostReads
+
+    from memstab_webui.run import Run
+
+    reads, originals = [], {}
+    for name in names:
+        orig = originals[name] = getattr(Run, name)
+
+        def counted(self, *a, _orig=orig, **k):
+            with CountHostReads() as m:
+                out = _orig(self, *a, **k)
+            reads.extend(m.calls)
+            return out
+
+        setattr(Run, name, counted)
+    try:
+        yield reads
+    finally:
+        for name, orig in originals.items():
+            setattr(Run, name, orig)
