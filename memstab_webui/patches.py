@@ -29,21 +29,15 @@ def _make(name, prev):
                 if run is not None:
                     run.on_sampler_callback(self, d)
             return prev(self, d)
-    elif name == "get_sigmas":
-        def wrapper(self, p, steps, *a, **kw):
-            out = prev(self, p, steps, *a, **kw)
-            if RUN:
-                run = RUN.get(id(p))
-                if run is not None:
-                    run.record_schedule(self, out, "sigmas")
-            return out
     else:
+        kind = "sigmas" if name == "get_sigmas" else "timesteps"
+
         def wrapper(self, p, steps, *a, **kw):
             out = prev(self, p, steps, *a, **kw)
             if RUN:
                 run = RUN.get(id(p))
                 if run is not None:
-                    run.record_schedule(self, out, "timesteps")
+                    run.record_schedule(self, out, kind)
             return out
     wrapper._memstab = True
     wrapper.__wrapped__ = prev
