@@ -406,11 +406,10 @@ def write_docs(docs: Path, rep: dict, off: Run, guarded: Run, profs, z, is_mem, 
 
     figs = docs / "figures"
     figs.mkdir(parents=True, exist_ok=True)
-    traces = {"memorized": [z[i, 0] for i in np.where(is_mem)[0]], "ordinary": [z[i, 0] for i in np.where(~is_mem)[0]]}
-    plot_traces(traces, 3.0, "update-norm z-score per step (Euler 50, CFG 7.5, sigma profile)").save(
-        figs / "z_update.png")
-    traces0 = {"memorized": [z[i, 2] for i in np.where(is_mem)[0]], "ordinary": [z[i, 2] for i in np.where(~is_mem)[0]]}
-    plot_traces(traces0, 3.0, "x0_hat-norm z-score per step").save(figs / "z_x0.png")
+    for q, title, fname in ((0, "update-norm z-score per step (Euler 50, CFG 7.5, sigma profile)", "z_update.png"),
+                            (2, "x0_hat-norm z-score per step", "z_x0.png")):
+        traces = {"memorized": list(z[is_mem, q]), "ordinary": list(z[~is_mem, q])}
+        plot_traces(traces, 3.0, title).save(figs / fname)
     first = [test_p.index(c) for c in mem_caps]  # the first seed of every memorized caption
     tg = {t.caption: torch.from_numpy(t.image) for t in data.memorized_targets()}
     image_grid([torch.stack([tg[c] for c in mem_caps]), off.images[first], guarded.images[first]],
