@@ -14,9 +14,9 @@ from pathlib import Path
 
 import torch
 
-from lib_memstab import Guard, GuardConfig, Recorder
+from lib_memstab import Guard, GuardConfig
 
-from . import data
+from . import bench, data
 from . import model as M
 from .figures import image_grid
 from .metrics import nearest_rmse
@@ -39,12 +39,8 @@ def main(argv=None) -> dict:
     print(f"testbed model {a.weights.name}: {model.meta.get('step', '?')} training steps; sampler {s.sampler}, "
           f"{s.steps} steps, CFG {s.cfg}")
 
-    rec = Recorder()
-    ref = data.reference_prompts()
-    generate(model, ref, [1000 + k for k in range(len(ref))], s,  # every reference prompt its own noise
-             hook=lambda x, d, sg, sn, gap: rec.observe(x, d, sg, sn))
-    rec.finish_run(labels=ref)
-    profile = rec.build_profile(meta={"model": "memstab-testbed", "sampler": s.sampler, "steps": s.steps})
+    rec = bench.calibrate(model, s, bench.Plan.make(quick=True, threads=a.threads))  # the quick bench's calibration
+    profile = bench.profiles_from(rec, s)["sigma"]
     print(f"calibrated on {len(rec.trajectories)} reference generations: {profile.describe()}")
 
     targets = data.memorized_targets()
