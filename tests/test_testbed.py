@@ -63,6 +63,22 @@ def test_bench_quick_meets_its_thresholds():
                                        "nonmem_identical_share", "overhead_ratio"}
 
 
+def test_set_thresholds_moves_each_bound_by_its_margin(tmp_path, monkeypatch):
+    from memstab_testbed import bench
+
+    path = tmp_path / "th.json"
+    path.write_text(json.dumps({"note": "n", "thresholds": {
+        "auc_first5": {"delivered": 0.9, "min": 0.85, "margin": 0.05},
+        "mr_on": {"delivered": 0.1, "max": 0.2, "margin": 0.1}}}))
+    monkeypatch.setattr(bench, "THRESHOLDS", path)
+    bench.set_thresholds({"auc_first5": 0.71234, "mr_on": 0.5})
+    th = json.loads(path.read_text())["thresholds"]
+    assert th["auc_first5"] == {"delivered": 0.7123, "min": 0.6623, "margin": 0.05}
+    assert th["mr_on"] == {"delivered": 0.5, "max": 0.6, "margin": 0.1}
+    assert bench.check_thresholds({"auc_first5": 0.66, "mr_on": 0.61}) == ["auc_first5 = 0.6600 < 0.6623",
+                                                                            "mr_on = 0.6100 > 0.6"]
+
+
 def test_demo_runs_and_detect_mode_changes_nothing(tmp_path):
     from memstab_testbed import demo
 
