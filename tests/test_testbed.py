@@ -41,10 +41,6 @@ def test_generic_data_has_no_near_duplicates():
     assert float(near.min()) >= 0.15, f"closest fresh generic sample: RMSE {float(near.min()):.3f}"
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "known flaw of the committed model, measured 2026-11-30: the closest ordinary generation comes within RMSE 0.1435 "
-    "of a training image (a texture crop: the texture family is cut from only 13 photos, so its crops are duplicated "
-    "data too). Needs new data and a new training run; see MODEL_CARD.md. Strict: remove this marker once it passes."))
 def test_no_ordinary_prompt_reproduces_a_training_image(model):
     prompts = data.ordinary_test_prompts() + data.novel_prompts() + data.reference_prompts()
     images = generate(model, [p for p in prompts for _ in SEEDS[:2]], SEEDS[:2] * len(prompts),
