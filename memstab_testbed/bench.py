@@ -32,7 +32,7 @@ ROOT = Path(__file__).resolve().parents[1]
 THRESHOLDS = Path(__file__).with_name("bench_thresholds.json")
 REPRO = 0.15  # RMSE (pixels in [-1, 1]) within which a generation reproduces a training image
 PRIMARY = Sampling("euler", 50, 7.5)
-WINDOWS = [1, 3, 5, "all"]
+WINDOWS = [1, 3, 5, 10, "all"]  # 10 = the steps in which mild cases are mitigated at 50 steps
 
 
 @dataclass
@@ -241,6 +241,9 @@ def main(argv=None) -> dict:
         comb = rank01(scores(off, z["sigma"], k, "paper")) + rank01(scores(off, z["sigma"], k, "wen"))
         det.append({"score": "paper + Wen (rank mean)", "profile": "sigma", "window": k,
                     **detection_row(off, comb, mem, faces)})
+    zs = z["sigma"]  # where in the trajectory the update norm separates: each step alone
+    per_step = [{"step": i + 1, "sigma": float(off.recorder.trajectories[0].steps[i, 0]),
+                 "auc": auc(zs[is_mem, 0, i], zs[~is_mem, 0, i])} for i in range(zs.shape[2])]
     fp_rate = flagged_share(z["sigma"], ~is_mem)
     tp_rate = flagged_share(z["sigma"], is_mem)
 
@@ -307,7 +310,7 @@ def main(argv=None) -> dict:
     report = {"headline": headline, "detection": det, "mitigation": [{k: v for k, v in r.items()
                                                                        if k not in ("images", "verdicts")}
                                                                       for r in mit],
-              "transfer": transfer, "flag_rates": {"memorized": tp_rate, "ordinary": fp_rate},
+              "transfer": transfer, "per_step_auc": per_step, "flag_rates": {"memorized": tp_rate, "ordinary": fp_rate},
               "sd_sized_overhead": sd_ratio, "outliers": outliers, "seconds": seconds,
               "n": {"test": len(test_p), "memorized": int(is_mem.sum()), "reference": len(ref.trajectories),
                     "faces_pos": sum(p in faces[0] for p in test_p), "faces_neg": sum(p in faces[1] for p in test_p)},
@@ -390,6 +393,9 @@ def set_thresholds(headline: dict) -> None:
             rule["min"] = round(rule["delivered"] - rule["margin"], 4)
         else:
             rule["max"] = round(rule["delivered"] + rule["margin"], 4)
+        bound = rule.get("min", rule.get("max"))
+        if k != "overhead_ratio" and not 0 < bound < 1:  # a rate's bound outside (0, 1) could never fail
+            raise SystemExit(f"threshold for {k} would be {bound}, which no run can cross; shrink its margin")
     THRESHOLDS.write_text(json.dumps(th, indent=1) + "\n")
 
 
@@ -479,6 +485,13 @@ def write_docs(docs: Path, rep: dict, off: Run, guarded: Run, profs, z, is_mem, 
         lines.append(f"| {r['score']} | {r['profile']} | {w} | {_f(r['auc'])} | {_f(r['tpr_nearest'])} | "
                      f"{_f(r['tpr_below'])} | {_f(r['auc_prompt'])} | {_f(r['tpr_prompt_nearest'])} | "
                      f"{_f(r['tpr_prompt_below'])} | {_f(r.get('auc_faces', float('nan')))} |")
+    shown = [r for r in rep["per_step_auc"] if r["step"] in (1, 2, 3, 5, 10, 20, 30, 40) or r["step"] > 45]
+    lines += ["", "Where the paper's signal sits: AUC of the update-norm z-score at one step alone (sigma profile, "
+              "n = 1).",
+              "", "| step | " + " | ".join(str(r["step"]) for r in shown) + " |",
+              "|---|" + "---|" * len(shown),
+              "| sigma | " + " | ".join(f"{r['sigma']:.2f}" for r in shown) + " |",
+              "| AUC | " + " | ".join(_f(r["auc"], 2) for r in shown) + " |"]
     lines += ["", "![update z traces](figures/z_update.png)", "", "![x0 z traces](figures/z_x0.png)", "",
               "## Mitigation (Euler 50)", "",
               "MR = share of generations within RMSE 0.15 of a training image. *moved* = mean RMSE of each ordinary "

@@ -73,6 +73,8 @@ def test_set_thresholds_moves_each_bound_by_its_margin(tmp_path, monkeypatch):
     assert th["mr_on"] == {"delivered": 0.5, "max": 0.6, "margin": 0.1}
     assert bench.check_thresholds({"auc_first5": 0.66, "mr_on": 0.61}) == ["auc_first5 = 0.6600 < 0.6623",
                                                                             "mr_on = 0.6100 > 0.6"]
+    with pytest.raises(SystemExit, match="mr_on would be 1.05"):
+        bench.set_thresholds({"auc_first5": 0.7, "mr_on": 0.95})
 
 
 def test_demo_runs_and_detect_mode_changes_nothing(tmp_path):
