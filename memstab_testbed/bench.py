@@ -170,9 +170,10 @@ def detection_row(run: Run, sc: np.ndarray, mem: set[str], faces: tuple[set[str]
     return row
 
 
-def flagged_share(z: np.ndarray, mask: np.ndarray, tau: float = 3.0) -> float:
-    """Share of generations the guard's rule flags (update and x0_hat z above tau at one step)."""
-    hit = ((z[:, 0] > tau) & (z[:, 2] > tau)).any(1)
+def flagged_share(z: np.ndarray, mask: np.ndarray, tau: float = 3.0, update_only: bool = False) -> float:
+    """Share of generations the guard's rule flags (update and x0_hat z above tau at one step), or, with
+    ``update_only``, that the update z alone would flag (the late-step signal the AND rule misses)."""
+    hit = ((z[:, 0] > tau) & ((z[:, 2] > tau) | update_only)).any(1)
     return float(hit[mask].mean()) if mask.any() else float("nan")
 
 
@@ -246,6 +247,8 @@ def main(argv=None) -> dict:
                  "auc": auc(zs[is_mem, 0, i], zs[~is_mem, 0, i])} for i in range(zs.shape[2])]
     fp_rate = flagged_share(z["sigma"], ~is_mem)
     tp_rate = flagged_share(z["sigma"], is_mem)
+    update_only = {f"tau {t}": {"memorized": flagged_share(z["sigma"], is_mem, t, True),
+                                "ordinary": flagged_share(z["sigma"], ~is_mem, t, True)} for t in (3, 5, 8)}
 
     repro_off = reproduction(off.images, train)
     mit = [{"method": "none (CFG 7.5)", "images": off.images}]
@@ -310,7 +313,8 @@ def main(argv=None) -> dict:
     report = {"headline": headline, "detection": det, "mitigation": [{k: v for k, v in r.items()
                                                                        if k not in ("images", "verdicts")}
                                                                       for r in mit],
-              "transfer": transfer, "per_step_auc": per_step, "flag_rates": {"memorized": tp_rate, "ordinary": fp_rate},
+              "transfer": transfer, "per_step_auc": per_step, "flag_rates": {"memorized": tp_rate, "ordinary": fp_rate,
+                                                                         "update_only": update_only},
               "sd_sized_overhead": sd_ratio, "outliers": outliers, "seconds": seconds,
               "n": {"test": len(test_p), "memorized": int(is_mem.sum()), "reference": len(ref.trajectories),
                     "faces_pos": sum(p in faces[0] for p in test_p), "faces_neg": sum(p in faces[1] for p in test_p)},
@@ -472,7 +476,10 @@ def write_docs(docs: Path, rep: dict, off: Run, guarded: Run, profs, z, is_mem, 
     lines += [f"| `{k}` | {_f(v, 4)} |" for k, v in h.items()]
     lines += ["", f"Without the guard, {rep['repro_off_count']} of {n['memorized']} memorized generations reproduce "
               f"their training image (`mr_off`). The guard's rule flags {_f(rep['flag_rates']['memorized'])} of "
-              f"memorized and {_f(rep['flag_rates']['ordinary'])} of ordinary generations (sigma profile, all steps).",
+              f"memorized and {_f(rep['flag_rates']['ordinary'])} of ordinary generations (sigma profile, all steps). "
+              "The update z-score alone, above tau at any step, would flag (memorized / ordinary): "
+              + "; ".join(f"{t}: {_f(r['memorized'])} / {_f(r['ordinary'])}"
+                          for t, r in rep["flag_rates"]["update_only"].items()) + ".",
               "", "## Detection (Euler 50, CFG 7.5)", "",
               "TPR@1%FPR: *nearest* = the ROC point whose FPR is nearest 1 % (Ren, Jeon, Asthana); *below* = the last "
               f"point with FPR < 1 % (Wen). With {n['test'] - n['memorized']} negative generations "
