@@ -245,10 +245,10 @@ def main(argv=None) -> dict:
     zs = z["sigma"]  # where in the trajectory the update norm separates: each step alone
     per_step = [{"step": i + 1, "sigma": float(off.recorder.trajectories[0].steps[i, 0]),
                  "auc": auc(zs[is_mem, 0, i], zs[~is_mem, 0, i])} for i in range(zs.shape[2])]
-    fp_rate = flagged_share(z["sigma"], ~is_mem)
-    tp_rate = flagged_share(z["sigma"], is_mem)
-    update_only = {f"tau {t}": {"memorized": flagged_share(z["sigma"], is_mem, t, True),
-                                "ordinary": flagged_share(z["sigma"], ~is_mem, t, True)} for t in (3, 5, 8)}
+    fp_rate = flagged_share(zs, ~is_mem)
+    tp_rate = flagged_share(zs, is_mem)
+    update_only = {f"tau {t}": {"memorized": flagged_share(zs, is_mem, t, True),
+                                "ordinary": flagged_share(zs, ~is_mem, t, True)} for t in (3, 5, 8)}
 
     repro_off = reproduction(off.images, train)
     mit = [{"method": "none (CFG 7.5)", "images": off.images}]
@@ -393,13 +393,10 @@ def set_thresholds(headline: dict) -> None:
     th = json.loads(THRESHOLDS.read_text())
     for k, rule in th["thresholds"].items():
         rule["delivered"] = _r(headline[k])
-        if "min" in rule:
-            rule["min"] = round(rule["delivered"] - rule["margin"], 4)
-        else:
-            rule["max"] = round(rule["delivered"] + rule["margin"], 4)
-        bound = rule.get("min", rule.get("max"))
-        if k != "overhead_ratio" and not 0 < bound < 1:  # a rate's bound outside (0, 1) could never fail
-            raise SystemExit(f"threshold for {k} would be {bound}, which no run can cross; shrink its margin")
+        side = "min" if "min" in rule else "max"
+        rule[side] = round(rule["delivered"] + (-rule["margin"] if side == "min" else rule["margin"]), 4)
+        if k != "overhead_ratio" and not 0 < rule[side] < 1:  # a rate's bound outside (0, 1) could never fail
+            raise SystemExit(f"threshold for {k} would be {rule[side]}, which no run can cross; shrink its margin")
     THRESHOLDS.write_text(json.dumps(th, indent=1) + "\n")
 
 
