@@ -11,13 +11,10 @@ from __future__ import annotations
 
 import torch
 
+from .dims import append_dims
 from .observation import StepObservation, flat_norm
 
 _EPS = 1e-12
-
-
-def _bcast(v: torch.Tensor) -> torch.Tensor:
-    return v.view(-1, 1, 1, 1) if v.ndim == 1 else v
 
 
 def clamp_norm(v: torch.Tensor, norm_v: torch.Tensor, low: torch.Tensor, high: torch.Tensor):
@@ -25,7 +22,7 @@ def clamp_norm(v: torch.Tensor, norm_v: torch.Tensor, low: torch.Tensor, high: t
     target = torch.minimum(torch.maximum(norm_v, low.clamp_min(0)), high)
     factor = target / norm_v.clamp_min(_EPS)
     factor = torch.where(norm_v > _EPS, factor, torch.ones_like(factor))  # a zero vector has no direction to scale
-    return v * factor.view(-1, *[1] * (v.ndim - 1)), factor
+    return v * append_dims(factor, v.ndim), factor
 
 
 def corrected_denoised(x: torch.Tensor, denoised: torch.Tensor, obs: StepObservation, mean: torch.Tensor,
@@ -37,30 +34,34 @@ def corrected_denoised(x: torch.Tensor, denoised: torch.Tensor, obs: StepObserva
     statistics at sigma_next, the region the next latent must land in.
     """
     xf, d = x.float(), denoised.float()
+
+    def col(v):
+        return append_dims(v, xf.ndim)
+
     s, sn = obs.sigma, obs.sigma_next
     # (a) rescale x0_hat to the reference mean norm
-    d1 = d * _bcast(mean[2] / obs.x0.clamp_min(_EPS))
+    d1 = d * col(mean[2] / obs.x0.clamp_min(_EPS))
     # (b) strong only: bring the implied update's norm into the region
     step = (sn - s) / s.clamp_min(_EPS)
-    u = (xf - d1) * _bcast(step)
+    u = (xf - d1) * col(step)
     u_norm = flat_norm(u, norm)
     width = (sn - s).abs() if update_is_rate else torch.ones_like(s)
     u_low, u_high = (mean[0] - gamma * std[0]) * width, (mean[0] + gamma * std[0]) * width
     u_clamped, fu = clamp_norm(u, u_norm, u_low, u_high)
     fu = torch.where(strong, fu, torch.ones_like(fu))
-    u2 = torch.where(_bcast(strong), u_clamped, u)
+    u2 = torch.where(col(strong), u_clamped, u)
     # (c) bring the implied next latent's norm into the region at sigma_next (none at the final step, sigma_next = 0)
     xn = xf + u2
     xn_clamped, fz = clamp_norm(xn, flat_norm(xn, norm), latent_next_mean - gamma * latent_next_std,
                                 latent_next_mean + gamma * latent_next_std)
     has_next = sn > 0
     fz = torch.where(has_next, fz, torch.ones_like(fz))
-    xn2 = torch.where(_bcast(has_next), xn_clamped, xn)
+    xn2 = torch.where(col(has_next), xn_clamped, xn)
     # the denoised that makes x_next = r x + (1 - r) D land on xn2
     r = sn / s.clamp_min(_EPS)
     denom = 1 - r
     solvable = denom > 1e-6
-    d_solved = (xn2 - _bcast(r) * xf) / _bcast(denom.clamp_min(1e-6))
+    d_solved = (xn2 - col(r) * xf) / col(denom.clamp_min(1e-6))
     changed = ((fu != 1) | (fz != 1)) & solvable
-    out = torch.where(_bcast(changed), d_solved, d1)
+    out = torch.where(col(changed), d_solved, d1)
     return torch.where(torch.isfinite(out), out, d)

@@ -13,6 +13,7 @@ import torch
 
 from .config import GuardConfig
 from .correction import corrected_denoised
+from .dims import append_dims
 from .observation import as_sigma, observe_step
 from .profile import Profile
 from .verdict import Verdict
@@ -100,7 +101,7 @@ class Guard:
         next_mean, next_std, _ = p.lookup(next_key)
         fixed = corrected_denoised(x, denoised, obs, mean, std, next_mean[1], next_std[1], cfg.gamma, seg.strong,
                                    p.axis == "log_sigma", p.norm)
-        return torch.where(active.view(-1, 1, 1, 1), fixed.to(denoised.dtype), denoised)
+        return torch.where(append_dims(active, denoised.ndim), fixed.to(denoised.dtype), denoised)
 
     def new_segment(self) -> None:
         """Start a new segment at the next ``observe`` even if the latent shape is unchanged (a host's second pass,

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import torch
 
+from .dims import append_dims
+
 
 def sigma_of_alpha_cumprod(alpha_cumprod: torch.Tensor) -> torch.Tensor:
     return ((1 - alpha_cumprod) / alpha_cumprod).sqrt()
@@ -19,18 +21,17 @@ def timestep_sigma(t: torch.Tensor, alphas_cumprod: torch.Tensor) -> torch.Tenso
     return sigma_of_alpha_cumprod(ac[t.long().clamp(0, len(ac) - 1)])
 
 
+def _col(v, like: torch.Tensor) -> torch.Tensor:
+    """A per-row value (tensor [B], list or scalar) as float32 on ``like``'s device, broadcast against it."""
+    return append_dims(torch.as_tensor(v, dtype=torch.float32, device=like.device).reshape(-1), like.ndim)
+
+
 def vp_to_kdiff(z: torch.Tensor, alpha_cumprod) -> torch.Tensor:
-    ac = torch.as_tensor(alpha_cumprod, dtype=torch.float32, device=z.device).reshape(-1, *[1] * (z.ndim - 1))
-    return z / ac.sqrt()
+    return z / _col(alpha_cumprod, z).sqrt()
 
 
 def kdiff_to_vp(x: torch.Tensor, alpha_cumprod) -> torch.Tensor:
-    ac = torch.as_tensor(alpha_cumprod, dtype=torch.float32, device=x.device).reshape(-1, *[1] * (x.ndim - 1))
-    return x * ac.sqrt()
-
-
-def _col(sigma, like: torch.Tensor) -> torch.Tensor:
-    return torch.as_tensor(sigma, dtype=torch.float32, device=like.device).reshape(-1, *[1] * (like.ndim - 1))
+    return x * _col(alpha_cumprod, x).sqrt()
 
 
 def eps_to_denoised(x: torch.Tensor, eps: torch.Tensor, sigma) -> torch.Tensor:

@@ -68,7 +68,7 @@ def main(argv=None) -> dict:
         vm = guards["mitigate"][i]
         rows.append({"prompt": p, "seed": sd, "memorized_caption": p in tg, "verdict": v.summary(),
                      "mitigated_steps": vm.steps_mitigated, "reproduces_off": bool(near_off[i] < 0.15),
-                     "reproduces_on": bool(near_on[i] < 0.15), "infotext": vm.to_infotext()})
+                     "reproduces_on": bool(near_on[i] < 0.15), "verdict_mitigate": vm.to_dict()})
         print(f"{p[:46]:<48} {sd:>4}  {rows[-1]['reproduces_off']!s:>14} -> {rows[-1]['reproduces_on']!s:<5}  "
               f"{v.summary()}")
     a.out.mkdir(parents=True, exist_ok=True)

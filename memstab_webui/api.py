@@ -16,7 +16,7 @@ from lib_memstab import CalibrationInterrupted, ProfileError
 
 from . import calibrate as cal
 from . import family, manage, profiles
-from .run import report
+from .log import report
 
 PREFIX = "/memstab/v1"
 

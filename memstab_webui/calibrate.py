@@ -18,7 +18,6 @@ from pathlib import Path
 from lib_memstab import (
     DEFAULT_REFERENCE_PROMPTS,
     CalibrationInterrupted,
-    GuardConfig,
     ProfileError,
     check_name,
     make_meta,
@@ -27,14 +26,15 @@ from lib_memstab import (
     run_calibration,
 )
 
-from . import family, patches, profiles
-from .args import RunArgs
-from .run import RUN, Run
+from . import family, profiles
+from .registry import Registration
+from .run import Run
 
 DEFAULTS = {"n_prompts": 50, "seeds": [0], "sampler": "Euler", "steps": 20, "cfg_scale": 7.0, "width": 512,
             "height": 512}
 SDXL_SIZE = 1024
 SEED_STRIDE = 1000  # generation for prompt i and seed s uses seed s + 1000 i: every prompt gets its own noise
+RECORDER_NORM = "rms"  # lib_memstab.Recorder.build_profile's default norm: the cond gap is measured in it
 KEYS = ("prompts_file", "n_prompts", "seeds", "sampler", "steps", "cfg_scale", "width", "height", "name")
 _LOCAL_LOCK = threading.Lock()
 
@@ -170,7 +170,7 @@ def reference_prompts(r: Request, opts) -> tuple[list[str], str]:
 
 # ------------------------------------------------------------------------------------------------ recording
 class _Recording:
-    """Stands in for a pass's Guard: the recorder sees every main evaluation, the output is never changed."""
+    """A pass's observer during calibration: the recorder sees every main evaluation, the output is never changed."""
 
     def __init__(self, observe):
         self.observe = observe
@@ -179,23 +179,10 @@ class _Recording:
         return []
 
 
-class CalibrationRun(Run):
-    """A Run whose passes record instead of guarding: the same step identification as the guard."""
-
-    def __init__(self, p, observe, job):
-        super().__init__(p, RunArgs(enabled=True, mode="detect", config=GuardConfig(mode="detect")), None,
-                         "calibration", job)
-        self.observe = observe
-
-    def new_guard(self, config, steps):
-        return _Recording(self.observe)
-
-    def on_denoised(self, params):  # the cond gap is not part of a profile
-        return
-
-    def fail(self, exc, where):
-        super().fail(exc, where)
-        self.failure = f"{where}: {type(exc).__name__}: {exc}"
+def recorder_observers(observe):
+    """The observer factory of a calibration run: every pass records through ``observe`` (the same step
+    identification as the guard's)."""
+    return lambda steps, can_mitigate: _Recording(observe)
 
 
 # ------------------------------------------------------------------------------------------------ the job
@@ -318,16 +305,9 @@ def _generate(processing, state, s, n_seeds):
             setattr(p, attr, True)
         p.scripts, p.script_args = None, []  # our guard and every other script stay out of reference runs
         state.job = f"MemStab calibration {k + 1}/{state.job_count}"
-        run = CalibrationRun(p, observe, state.job_timestamp)
-        run.failure = None
-        RUN[id(p)] = run
-        patches.install()
-        try:
+        run = Run(p, state.job_timestamp, recorder_observers(observe), RECORDER_NORM, "calibration")
+        with Registration(run):
             processing.process_images(p)
-        finally:
-            RUN.pop(id(p), None)
-            run.release()
-            patches.release_if_idle()
         if run.unsupported is not None:
             raise CalibrationError(f"cannot calibrate: {family.unsupported_note(run.unsupported)}")
         if run.failure:

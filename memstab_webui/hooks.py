@@ -9,7 +9,7 @@ use what on_cfg_denoiser saw in the same model evaluation (the three run back to
 from __future__ import annotations
 
 from . import api, patches, settings, xyz
-from .run import RUN, purge_stale
+from .registry import RUN, purge_stale
 
 _CURRENT = [None]  # the run whose model evaluation is in flight, or None
 

@@ -10,7 +10,10 @@ from lib_memstab import CalibrationInterrupted, ProfileError
 
 from . import calibrate as cal
 from . import family, plot, profiles
-from .run import report
+from .knobs import BY_NAME
+from .log import report
+
+GAMMA = BY_NAME["gamma"]
 
 
 def _shared():
@@ -66,8 +69,8 @@ def _calibrate_ui(n_prompts, n_seeds, settings, opts, task):
         report("[MemStab] calibration failed", e)
         return f"**Calibration failed:** {type(e).__name__}: {e} (nothing was written)", None
     try:
-        image = plot.render_band(rep.profile, float((getattr(opts, "data", None) or {}).get("memstab_gamma", 3.0)),
-                                 f"{rep.name}: calibrated stability region")
+        gamma = float((getattr(opts, "data", None) or {}).get(GAMMA.setting_key, GAMMA.default))
+        image = plot.render_band(rep.profile, gamma, f"{rep.name}: calibrated stability region")
     except Exception as e:
         report("[MemStab] drawing the calibration plot failed", e)
         image = None

@@ -12,7 +12,7 @@ out from under them.
 
 from __future__ import annotations
 
-from .run import RUN
+from .registry import RUN
 
 _TARGETS = (("sd_samplers_common", "Sampler", "callback_state"),
             ("sd_samplers_kdiffusion", "KDiffusionSampler", "get_sigmas"),

@@ -6,7 +6,9 @@ from __future__ import annotations
 
 from . import args as margs
 from . import family, infotext, patches, plot, profiles
-from .run import RUN, Run, purge_stale, report
+from .log import report
+from .registry import RUN, Registration, own_run, purge_stale
+from .run import Run, guard_observers
 
 
 def _opts_state():
@@ -21,7 +23,7 @@ def process(p, script_args) -> None:
     except Exception as e:
         RUN.pop(id(p), None)
         report("[MemStab] setting up the guard failed; generating without it", e)
-        p.extra_generation_params[infotext.ERROR_KEY] = f"error: {type(e).__name__}: {e}"
+        p.extra_generation_params[infotext.ERROR_KEY] = f"error: {type(e).__name__}: {str(e)[:200]}"
 
 
 def _process(p, script_args) -> None:
@@ -29,6 +31,7 @@ def _process(p, script_args) -> None:
     purge_stale(state.job_timestamp)
     RUN.pop(id(p), None)  # the same p run again (scripts that call process_images repeatedly)
     a = margs.parse(script_args, opts, p)
+    quiet = opts.data.get("memstab_log", "errors") == "quiet"
     if a.errors:
         msg = "bad arguments: " + "; ".join(a.errors) + " (the guard did not run)"
         report(f"[MemStab] {msg}")
@@ -42,26 +45,27 @@ def _process(p, script_args) -> None:
     why = family.unsupported(getattr(p, "sd_model", None))
     if why is not None:
         egp[infotext.NOTE_KEY] = why
-        if opts.data.get("memstab_log", "errors") != "quiet":
+        if not quiet:
             print(f"[MemStab] {why}")
         patches.release_if_idle()
         return
     prof, name, note = profiles.resolve(a.profile, p, opts)
-    egp.update(infotext.job_values(a, name))
+    job = infotext.job_values(a.values, name)
     if prof is None:
         egp[infotext.NOTE_KEY] = note
-        if opts.data.get("memstab_log", "errors") != "quiet":
+        egp.update(job)
+        if not quiet:
             print(f"[MemStab] {note}")
         patches.release_if_idle()
         return
-    run = Run(p, a, prof, name, state.job_timestamp)
-    run.verbosity = opts.data.get("memstab_log", "errors")
+    verbosity = opts.data.get("memstab_log", "errors")
+    run = Run(p, state.job_timestamp, guard_observers(prof, a.config), prof.norm,
+              f"{name} ({prof.axis}, {len(prof.grid)} points)", verbosity, args=a)
     if note:  # a profile of the same family stands in for this checkpoint's own
-        run.results.job_notes.append(note)
-    RUN[id(p)] = run
-    patches.install()
-    infotext.publish(p, run.results)
-    if run.verbosity == "debug":
+        run.results.note_job(note)
+    Registration(run).open()
+    infotext.publish(p, run.results, job)
+    if verbosity == "debug":
         c = a.config
         print(f"[MemStab] debug: guarding job {state.job_timestamp} ({getattr(p, 'n_iter', 1)} x "
               f"{getattr(p, 'batch_size', 1)} images): profile {name}{f' ({note})' if note else ''}, mode {c.mode}, "
@@ -69,14 +73,9 @@ def _process(p, script_args) -> None:
               f"{c.early_fraction:g}")
 
 
-def _own_run(p):
-    run = RUN.get(id(p)) if RUN else None
-    return run if run is not None and run.p is p else None
-
-
 def before_every_sampling(p) -> None:
     """Script.process_before_every_sampling (A1111 >= 1.10: once per pass; Forge: three times with hires)."""
-    run = _own_run(p)
+    run = own_run(p)
     if run is not None:
         try:
             run.on_sampling_start()
@@ -87,7 +86,7 @@ def before_every_sampling(p) -> None:
 def before_every_step(p, d) -> None:
     """reForge's Script.process_before_every_step(p, d=d), at the top of Sampler.callback_state: the same step our
     callback_state wrapper sees; Run.on_sampler_callback counts it once."""
-    run = _own_run(p)
+    run = own_run(p)
     if run is not None and d is not None:
         try:
             run.on_step(d)
@@ -96,8 +95,8 @@ def before_every_step(p, d) -> None:
 
 
 def postprocess_batch(p) -> None:
-    run = RUN.get(id(p))
-    if run is None or run.p is not p:
+    run = own_run(p)
+    if run is None:
         return
     try:
         _, state = _opts_state()
@@ -110,13 +109,13 @@ def postprocess_batch(p) -> None:
 
 
 def postprocess(p, processed) -> None:
-    run = RUN.pop(id(p), None)
+    run = own_run(p)
     try:
-        if run is None or run.p is not p:
+        if run is None:
             return
-        run.release()
+        Registration(run).close()
         infotext.publish(p, run.results)
-        if run.args.plot and run.verdicts:
+        if run.args.plot and run.results.verdicts:
             _add_plots(run, processed)
     except Exception as e:
         if run is not None:
@@ -131,7 +130,7 @@ def _add_plots(run, processed) -> None:
     if not isinstance(images, list) or not isinstance(texts, list):
         return
     c = run.args.config
-    for (seed, _), prefix, v in run.verdicts:
+    for (seed, _), prefix, v in run.results.verdicts:
         title = f"{prefix} stability plot, seed {seed}: {v.summary()}"
         images.append(plot.render(v, c.gamma, c.tau_mild, title))
         texts.append(title)

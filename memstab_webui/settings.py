@@ -1,9 +1,9 @@
-"""Settings -> "Memorization guard": defaults for the controls, the profile folder, calibration, plots, ADetailer,
-the log."""
+"""Settings -> "Memorization guard": defaults for the knobs (from memstab_webui.knobs), the profile folder,
+calibration, ADetailer, the log."""
 
 from __future__ import annotations
 
-from lib_memstab import GuardConfig
+from .knobs import AUTOMATIC, KNOBS
 
 SECTION = ("memstab", "Memorization guard")
 
@@ -17,32 +17,29 @@ def _component(name: str):
         return name
 
 
+def _knob_option(k):
+    """(default, label, component name, component args, info) of a knob's Settings entry."""
+    if k.kind == "choice":
+        return k.default, k.setting, "Radio", {"choices": list(k.choices)}, k.tooltip
+    if k.kind == "profile":
+        def profile_choices():
+            from modules import shared
+
+            from . import profiles
+
+            return {"choices": [AUTOMATIC, *profiles.list_profiles(shared.opts)]}
+
+        return k.default, k.setting, "Dropdown", profile_choices, k.tooltip
+    if k.kind == "number":
+        lo, hi, step = k.slider
+        return k.default, k.setting, "Slider", {"minimum": lo, "maximum": hi, "step": step}, k.tooltip
+    return k.default, k.setting, None, None, None
+
+
 def options() -> dict:
     """key -> (default, label, component name, component args, info)."""
-    from . import profiles
-    from .args import AUTOMATIC
-
-    g = GuardConfig()
-
-    def profile_choices():
-        from modules import shared
-
-        return {"choices": [AUTOMATIC, *profiles.list_profiles(shared.opts)]}
-
     return {
-        "memstab_mode": ("detect", "Default mode", "Radio", {"choices": ["detect", "mitigate"]},
-                         "detect only writes the verdict; mitigate also steers flagged generations"),
-        "memstab_profile": (AUTOMATIC, "Default profile", "Dropdown", profile_choices,
-                            "automatic: the profile calibrated for the loaded checkpoint (by its hash)"),
-        "memstab_tau_mild": (g.tau_mild, "Default sensitivity (tau_mild, z-score)", "Slider",
-                             {"minimum": 0.5, "maximum": 20, "step": 0.1}, "lower flags more"),
-        "memstab_tau_strong": (g.tau_strong, "Default strong threshold (tau_strong, z-score)", "Slider",
-                               {"minimum": 1, "maximum": 100, "step": 0.5}, "x0 z-score that makes a case strong"),
-        "memstab_gamma": (g.gamma, "Default region width (gamma, spreads)", "Slider",
-                          {"minimum": 0.5, "maximum": 10, "step": 0.1}, "half-width of the stability region"),
-        "memstab_early_fraction": (g.early_fraction, "Default early window (fraction of the schedule)", "Slider",
-                                   {"minimum": 0, "maximum": 1, "step": 0.05}, "mild cases are corrected only here"),
-        "memstab_plot": (False, "Add a stability plot image per image to the gallery by default", None, None, None),
+        **{k.setting_key: _knob_option(k) for k in KNOBS if k.setting},
         "memstab_profile_dir": ("", "Profile folder (empty: the extension's profiles/ folder)", None, None, None),
         "memstab_calib_prompts": (50, "Calibration: reference prompts per run", "Slider",
                                   {"minimum": 2, "maximum": 500, "step": 1}, "the paper used 50"),

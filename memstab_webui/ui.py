@@ -5,11 +5,46 @@ to get default values."""
 
 from __future__ import annotations
 
-from . import TITLE, profiles
-from .args import AUTOMATIC, MODE_LABELS, UI_ORDER, ui_defaults
+import html
+import json
 
-PASTE = {"mode": "MemStab mode", "profile": "MemStab profile", "tau_mild": "MemStab tau mild",
-         "tau_strong": "MemStab tau strong", "gamma": "MemStab gamma", "early_fraction": "MemStab early window"}
+from . import TITLE, profiles
+from .args import ui_defaults
+from .knobs import AUTOMATIC, KNOBS, UI_ORDER, coerce, paste_value, titles
+
+TITLES_CLASS = "memstab-titles"  # javascript/memstab_hints.js merges the knobs' tooltips from this element
+
+
+def _control(gr, k, value, choices, eid):
+    """The control of one knob (the accordion's switch itself is made by build())."""
+    if k.kind == "choice":
+        return gr.Radio(list(k.choices.values()), value=value, label=k.label, elem_id=eid(k.name))
+    if k.kind == "profile":
+        return gr.Dropdown(choices, value=value if value in choices else AUTOMATIC, label=k.label,
+                           elem_id=eid(k.name))
+    if k.kind == "number":
+        lo, hi, step = k.slider
+        return gr.Slider(lo, hi, value=value, step=step, label=k.label, elem_id=eid(k.name))
+    return gr.Checkbox(value, label=k.label, elem_id=eid(k.name))
+
+
+def _paste(gr, k, choices):
+    """The paste-back function of one knob: the infotext's value, the default where the infotext leaves the knob out
+    (memstab_webui.knobs), nothing where the infotext carries no MemStab keys."""
+    def paste(params):
+        if "MemStab mode" not in params:
+            return gr.update()
+        v = paste_value(k, params)
+        if k.kind == "profile" and v not in choices:
+            return gr.update()
+        if k.kind == "number":
+            try:
+                return coerce(k, float(v))
+            except (TypeError, ValueError, OverflowError):  # a hand-edited infotext: keep the control as it is
+                return gr.update()
+        return v
+
+    return paste
 
 
 def build(script, is_img2img: bool, opts=None) -> list:
@@ -26,20 +61,12 @@ def build(script, is_img2img: bool, opts=None) -> list:
     d = dict(zip(UI_ORDER, ui_defaults(opts)))
     choices = [AUTOMATIC, *profiles.list_profiles(opts)]
     eid = script.elem_id
+    knobs = [k for k in KNOBS if k.ui and k.name != "enabled"]
 
     def body():
-        c = {"mode": gr.Radio(list(MODE_LABELS.values()), value=d["mode"], label="Mode", elem_id=eid("mode")),
-             "profile": gr.Dropdown(choices, value=d["profile"] if d["profile"] in choices else AUTOMATIC,
-                                    label="Profile", elem_id=eid("profile")),
-             "tau_mild": gr.Slider(0.5, 20, value=d["tau_mild"], step=0.1, label="Sensitivity (tau_mild)",
-                                   elem_id=eid("tau_mild")),
-             "tau_strong": gr.Slider(1, 100, value=d["tau_strong"], step=0.5, label="Strong threshold (tau_strong)",
-                                     elem_id=eid("tau_strong")),
-             "gamma": gr.Slider(0.5, 10, value=d["gamma"], step=0.1, label="Region width (gamma)",
-                                elem_id=eid("gamma")),
-             "early_fraction": gr.Slider(0, 1, value=d["early_fraction"], step=0.05, label="Early window",
-                                         elem_id=eid("early_fraction")),
-             "plot": gr.Checkbox(d["plot"], label="Show stability plot", elem_id=eid("plot"))}
+        c = {k.name: _control(gr, k, d[k.name], choices, eid) for k in knobs}
+        data = html.escape(json.dumps(titles()), quote=True)
+        gr.HTML(f'<div class="{TITLES_CLASS}" hidden data-titles="{data}"></div>')
         return c
 
     if InputAccordion is not None:
@@ -54,11 +81,9 @@ def build(script, is_img2img: bool, opts=None) -> list:
     c["enabled"] = enabled
     script.infotext_fields = [
         (enabled, lambda p: "MemStab mode" in p),  # off when pasting an infotext without our keys
-        (c["mode"], lambda p: MODE_LABELS.get(p.get("MemStab mode"), gr.update())),
-        (c["profile"], lambda p: p["MemStab profile"] if p.get("MemStab profile") in choices else gr.update()),
-        *[(c[k], PASTE[k]) for k in ("tau_mild", "tau_strong", "gamma", "early_fraction")],
+        *[(c[k.name], _paste(gr, k, choices)) for k in knobs if k.infotext],
     ]
-    script.paste_field_names = list(PASTE.values())
+    script.paste_field_names = [k.infotext_key for k in knobs if k.infotext]
     return [c[k] for k in UI_ORDER]
 
 
@@ -140,7 +165,7 @@ def panel(gr, script, is_img2img: bool, opts, profile_dropdown) -> None:
         do_import.click(lambda t, f, n: manage.import_(t, f, n, shared_opts()), inputs=[text, upload, import_name],
                         outputs=[message]).then(lists, outputs=lists_out)
     except Exception as e:
-        from .run import report
+        from .log import report
 
         report("[MemStab] wiring the calibration panel failed; the guard's controls still work", e)
 

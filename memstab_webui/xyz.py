@@ -1,15 +1,11 @@
-"""X/Y/Z plot axes: enabled, mode, tau_mild, tau_strong, gamma. Each sets an attribute on the cell's p that
-args.parse reads (args.XYZ_FIELDS)."""
+"""X/Y/Z plot axes, one per knob marked ``xyz`` in memstab_webui.knobs. Each sets an attribute on the cell's p that
+args.parse reads."""
 
 from __future__ import annotations
 
-from .args import XYZ_FIELDS
+from .knobs import KNOBS
 
 LABEL = "[MemStab]"
-AXES = (("enabled", "Enabled", str, ["True", "False"]), ("mode", "Mode", str, ["detect", "mitigate"]),
-        ("tau_mild", "Sensitivity (tau_mild)", float, None), ("tau_strong", "Strong threshold (tau_strong)", float,
-                                                                None),
-        ("gamma", "Region width (gamma)", float, None))
 
 
 def find_xyz_module():
@@ -27,16 +23,27 @@ def _setter(attr):
     return apply
 
 
+def axes() -> list[tuple]:
+    """(label, type, setter attribute, choices or None) per axis."""
+    out = []
+    for k in KNOBS:
+        if not k.xyz:
+            continue
+        choices = ["True", "False"] if k.kind == "bool" else list(k.choices) if k.kind == "choice" else None
+        out.append((f"{LABEL} {k.xyz_label}", float if k.kind == "number" else str, k.xyz_attr, choices))
+    return out
+
+
 def register() -> None:
     """on_before_ui. Never raises: a missing or different XYZ script only means no axes."""
     try:
         xyz = find_xyz_module()
         if xyz is None or any(LABEL in getattr(o, "label", "") for o in xyz.axis_options):
             return
-        for key, label, typ, choices in AXES:
+        for label, typ, attr, choices in axes():
             kw = {"choices": (lambda c=choices: list(c))} if choices else {}
-            xyz.axis_options.append(xyz.AxisOption(f"{LABEL} {label}", typ, _setter(XYZ_FIELDS[key]), **kw))
+            xyz.axis_options.append(xyz.AxisOption(label, typ, _setter(attr), **kw))
     except Exception as e:
-        from .run import report
+        from .log import report
 
         report("[MemStab] adding the X/Y/Z plot axes failed", e)

@@ -11,8 +11,6 @@ import torch
 from PIL import Image
 from webui_double.helpers import MEMORIZED, images, memstab_keys, parse, run_of
 
-from lib_memstab import Verdict
-
 pytest_plugins = ["webui_double.testing"]
 KEY = re.compile(r"^\w[\w \-/]+$")
 
@@ -46,7 +44,7 @@ def test_dict_arg_with_guard_config_keys(host):
 
 
 @pytest.mark.parametrize("bad,expected", [
-    ({"enabled": True, "tau_mild": "high", "bogus": 1}, ["tau_mild must be a number", "unknown key(s) bogus"]),
+    ({"enabled": True, "tau_mild": "high", "bogus": 1}, ["tau_mild must be a number", "unknown key(s) 'bogus'"]),
     ({"enabled": "yes"}, ["enabled must be true or false"]),
     ({"mode": "aggressive"}, ["mode must be one of"]),
     ({"tau_mild": 20, "tau_strong": 5}, ["tau_strong must be >= tau_mild"]),
@@ -65,6 +63,8 @@ def test_bad_args_give_a_clear_message_and_the_image_finishes(host, bad, expecte
 
 
 def test_infotext_keys_parse_back(host):
+    from memstab_webui.infotext import parse_verdict
+
     res = host.run(host.txt2img({"mode": "mitigate"}, prompt=[MEMORIZED, "101"], batch_size=2, steps=12,
                                 enable_hr=True, hr_second_pass_steps=4, denoising_strength=0.5))
     run = run_of(res)
@@ -73,8 +73,8 @@ def test_infotext_keys_parse_back(host):
         ours = memstab_keys(parsed)
         assert ours and all(KEY.match(k) for k in ours)
         for prefix in ("MemStab", "MemStab hires"):
-            (v,) = [v for ident, pfx, v in run.verdicts if pfx == prefix and ident[0] == res.all_seeds[i]]
-            back = Verdict.from_infotext(parsed, prefix=prefix)
+            (v,) = [v for ident, pfx, v in run.results.verdicts if pfx == prefix and ident[0] == res.all_seeds[i]]
+            back = parse_verdict(parsed, prefix=prefix)
             assert (back.label, back.severity, back.first_step, back.steps_mitigated) == \
                    (v.label, v.severity, v.first_step, v.steps_mitigated)
             assert back.score == pytest.approx(v.score, abs=0.006)
@@ -82,17 +82,30 @@ def test_infotext_keys_parse_back(host):
         assert not key.startswith("MemStab") or KEY.match(key)
 
 
-def test_pasted_infotext_reproduces_the_settings(host):
-    from memstab_webui.args import MODE_LABELS
+@pytest.mark.parametrize("given", [{"mode": "mitigate", "tau_mild": 4.5, "gamma": 2.5, "early_fraction": 0.3},
+                                   {"mode": "detect"}, {"mode": "detect", "tau_strong": 20}])
+def test_pasted_infotext_reproduces_the_settings(host, given):
+    """Through the ui's own paste-back functions (what the webui calls on "Read generation parameters"): a setting
+    left out of the infotext (at its default) pastes as that default."""
     from memstab_webui.args import parse as parse_args
+    from memstab_webui.args import ui_defaults
 
-    res = host.run(host.txt2img({"mode": "mitigate", "tau_mild": 4.5, "gamma": 2.5, "early_fraction": 0.3},
-                                prompt=MEMORIZED, steps=8))
-    k = keys_of(res)[0]
-    pasted = [True, MODE_LABELS[k["MemStab mode"]], k["MemStab profile"], float(k["MemStab tau mild"]),
-              float(k["MemStab tau strong"]), float(k["MemStab gamma"]), float(k["MemStab early window"]), False]
+    gr = pytest.importorskip("gradio", reason="the paste-back functions return gradio updates")
+    s = host.script_class()
+    with gr.Blocks():
+        comps = s.ui(False)
+    res = host.run(host.txt2img(given, prompt=MEMORIZED, steps=8))
+    params = parse(res.infotexts[0])
+    pasted = list(ui_defaults(host.shared.opts))
+    for comp, key in s.infotext_fields:
+        pasted[comps.index(comp)] = key(params) if callable(key) else params.get(key)
     a = parse_args(pasted, host.shared.opts)
     assert not a.errors and a.config == run_of(res).args.config
+    written = set(memstab_keys(params)) - {"MemStab verdict", "MemStab score", "MemStab severity", "MemStab first step",
+                                            "MemStab mitigated steps", "MemStab cond gap", "MemStab notes"}
+    assert {"MemStab mode", "MemStab profile"} <= written
+    assert ("MemStab tau mild" in written) == ("tau_mild" in given) and ("MemStab gamma" in written) == \
+        ("gamma" in given), "a threshold is written only where it is not the default"
 
 
 def test_xyz_axes_set_the_fields_the_script_reads(host):
@@ -111,6 +124,7 @@ def test_xyz_axes_set_the_fields_the_script_reads(host):
     (k,) = keys_of(host.run(p))
     assert (k["MemStab mode"], k["MemStab tau mild"], k["MemStab tau strong"], k["MemStab gamma"]) == \
            ("mitigate", "4", "20", "2")
+    assert list(k)[:2] == ["MemStab verdict", "MemStab score"], "the verdict leads"
     assert axes["[MemStab] Mode"].choices() == ["detect", "mitigate"]
 
 

@@ -55,7 +55,7 @@ def count_denoise(host):
 
 def test_calibrate_then_every_later_generation_gets_a_verdict(cal):
     from memstab_webui import patches
-    from memstab_webui.run import RUN
+    from memstab_webui.registry import RUN
 
     st = cal.shared.state
     model, orig, seen = cal.shared.sd_model, cal.shared.sd_model.denoise, set()
@@ -112,7 +112,7 @@ def test_calibration_follows_the_guards_step_tracking(tmp_path, variant, sampler
 @pytest.mark.parametrize("at_generation", [2, 3])
 def test_interrupt_writes_nothing(cal, at_generation):
     """Interrupt in the middle (and in the last generation: a partial trajectory must not make a profile)."""
-    from memstab_webui.run import RUN
+    from memstab_webui.registry import RUN
 
     n = count_denoise(cal)
     model, counting = cal.shared.sd_model, cal.shared.sd_model.denoise

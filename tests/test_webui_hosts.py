@@ -124,9 +124,9 @@ def test_hires_passes_and_process_before_every_sampling(request, variant, sample
     assert spy.sampling == ([False, True, True] if variant == "forge" else [False, True])
     run = run_of(res)
     assert [(q.index, q.hires) for q in run.passes] == [(0, False), (1, True)]
-    assert run.sampling_starts == ({(0, False): 1, (0, True): 2} if variant == "forge" else
+    assert run.ctx.sampling_starts == ({(0, False): 1, (0, True): 2} if variant == "forge" else
                                    {(0, False): 1, (0, True): 1})
-    steps = {prefix: v.steps for _, prefix, v in run.verdicts}
+    steps = {prefix: v.steps for _, prefix, v in run.results.verdicts}
     n = 19 if sampler == "DDIM" else 20  # the timesteps loop: steps - 1
     assert steps == {"MemStab": n, "MemStab hires": hr_steps}
     if variant == "reforge":

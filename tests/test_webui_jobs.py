@@ -57,7 +57,7 @@ def test_hires_second_pass_is_its_own_segment(request, variant, sampler, hr_step
     assert a["MemStab verdict"] == "memorized" and b["MemStab verdict"] == "clean"
     run = run_of(res)
     assert [(q.index, q.hires) for q in run.passes] == [(0, False), (1, True)]
-    steps = {prefix: v.steps for _, prefix, v in run.verdicts}
+    steps = {prefix: v.steps for _, prefix, v in run.results.verdicts}
     assert steps == {"MemStab": 20 if sampler in ("Euler", "Heun") else 19, "MemStab hires": hr_steps}
     assert images(res).shape[-1] == 16 and host.reported() == []
 
@@ -69,7 +69,7 @@ def test_img2img_partial_schedule(request, variant, sampler, _, i2i_steps):
     p = host.img2img({"mode": "mitigate"}, prompt=ORDINARY, steps=20, denoising_strength=0.5, init_latent=init,
                      sampler_name=sampler)
     res = host.run(p)
-    (v,) = [v for _, _, v in run_of(res).verdicts]
+    (v,) = [v for _, _, v in run_of(res).results.verdicts]
     assert v.steps == i2i_steps  # k-diffusion: t_enc + 1 = int(0.5 * 20) + 1, on the tail of a 20-step schedule
     assert keys_of(res)[0]["MemStab verdict"] in ("clean", "memorized")
     assert host.reported() == []
@@ -77,7 +77,7 @@ def test_img2img_partial_schedule(request, variant, sampler, _, i2i_steps):
 
 def test_interrupt_and_skip_drop_state_cleanly(host):
     from memstab_webui import patches
-    from memstab_webui.run import RUN
+    from memstab_webui.registry import RUN
 
     calls = []
 
@@ -105,7 +105,7 @@ def test_interrupt_and_skip_drop_state_cleanly(host):
     res = host.run(host.txt2img({"mode": "detect"}, prompt=MEMORIZED, n_iter=2, steps=10))
     first, second = keys_of(res)
     assert "interrupted" in first["MemStab note"] and "MemStab note" not in second
-    assert [v.steps for _, _, v in run_of(res).verdicts] == [3, 10]  # the 3rd step was observed before the skip
+    assert [v.steps for _, _, v in run_of(res).results.verdicts] == [3, 10]  # the 3rd step was observed before the skip
     assert not RUN and not patches.installed()
 
 
@@ -155,7 +155,7 @@ def test_adetailer_inner_passes_are_ignored_unless_opted_in(host):
 
 def test_a_crashed_job_leaves_nothing_active_and_the_next_job_cleans_up(host):
     from memstab_webui import patches
-    from memstab_webui.run import RUN
+    from memstab_webui.registry import RUN
 
     model = host.shared.sd_model
     orig, n = model.denoise, [0]
@@ -245,12 +245,12 @@ def test_patches_chain_with_another_extensions_wrapper(host):
     theirs.clear()
     res = host.run(host.txt2img({"mode": "detect"}, prompt=MEMORIZED, steps=6, extra_scripts=[Other()]))
     assert keys_of(res)[0]["MemStab verdict"] == "memorized" and theirs == list(range(6))
-    (v,) = [v for _, _, v in run_of(res).verdicts]
+    (v,) = [v for _, _, v in run_of(res).results.verdicts]
     assert v.steps == 6
 
 
 def test_no_profile_for_the_model_means_a_note_and_no_detection(host):
-    from memstab_webui.run import RUN
+    from memstab_webui.registry import RUN
 
     host.shared.sd_model.sd_model_hash = "ffffffffff"
     host.shared.sd_model.sd_checkpoint_info.shorthash = "ffffffffff"
@@ -313,7 +313,7 @@ def test_refiner_switch_continues_the_pass_with_a_note(host):
     (k,) = keys_of(res)
     assert parse(res.infotexts[0])["Refiner"] == "refiner.safetensors"
     assert k["MemStab verdict"] == "memorized" and "model switched at step 5 (refiner)" in k["MemStab note"]
-    (v,) = [v for _, _, v in run_of(res).verdicts]
+    (v,) = [v for _, _, v in run_of(res).results.verdicts]
     assert v.steps == 10 and len(run_of(res).passes) == 1
 
 

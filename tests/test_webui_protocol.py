@@ -25,7 +25,7 @@ def test_off_is_bit_identical_to_no_extension_and_touches_nothing(host):
     from modules import sd_samplers_common, sd_samplers_kdiffusion
 
     from memstab_webui import patches
-    from memstab_webui.run import RUN
+    from memstab_webui.registry import RUN
 
     before = (sd_samplers_common.Sampler.__dict__["callback_state"],
               sd_samplers_kdiffusion.KDiffusionSampler.__dict__["get_sigmas"])
@@ -91,7 +91,7 @@ def test_mitigation_steers_away_from_the_stored_image_and_leaves_ordinary_images
 def test_each_step_observed_once_at_its_main_evaluation(host, sampler, expected_calls):
     """Heun makes 2N-1 model calls, DDIM steps-1 (A1111's timesteps); the guard sees one per sampler step, at the
     sigma the sampler's schedule gives that step."""
-    from memstab_webui.run import Pass
+    from memstab_webui.passes import Pass
 
     calls, observed = [], []
     host.callbacks.on_cfg_after_cfg(lambda params: calls.append(1))
@@ -109,7 +109,7 @@ def test_each_step_observed_once_at_its_main_evaluation(host, sampler, expected_
         Pass.on_after_cfg = orig
     assert len(calls) == expected_calls
     run = run_of(res)
-    (verdict,) = [v for _, _, v in run.verdicts]
+    (verdict,) = [v for _, _, v in run.results.verdicts]
     if sampler in ("DDIM", "PLMS"):  # PLMS: 9 steps, the first with an extra evaluation
         assert observed == [float(t) for t in range(901, 0, -100)][:9]
         assert verdict.steps == 9
@@ -128,7 +128,7 @@ def test_ddim_eps_roundtrip_is_bit_identical_for_uncorrected_rows(host):
 
 
 def test_sigma_next_comes_from_the_recorded_schedule(host):
-    from memstab_webui.run import Pass
+    from memstab_webui.passes import Pass
 
     pairs = []
     orig = Pass._next_sigma

@@ -58,18 +58,31 @@ def test_paste_back_fields(host):
         v = key(params) if callable(key) else params.get(key)
         got[comps.index(comp)] = v
     assert got[0] is True and got[1] == "Detect and mitigate" and got[2] == "analytic" and float(got[3]) == 4.5
-    assert all(k in params for k in s.paste_field_names)
+    from memstab_webui.knobs import KNOBS
+
+    assert set(s.paste_field_names) == {k.infotext_key for k in KNOBS if k.ui and k.infotext}
+    assert {"MemStab mode", "MemStab profile", "MemStab tau mild"} <= set(params), "mode, profile, non-defaults"
     assert s.infotext_fields[0][1]({"Steps": "20"}) is False, "an infotext without our keys switches the guard off"
 
 
 def test_every_control_has_a_tooltip(host):
+    """The panel's hints are in the javascript; the knobs' come from the knob table, carried by a hidden element
+    that the javascript merges (so a new knob needs no javascript edit)."""
+    import html
+    import json
+
     from conftest import ROOT
 
     js = (ROOT / "javascript" / "memstab_hints.js").read_text()
     titled = set(re.findall(r'^\s*"([^"]+)":', js, re.M))
-    _, comps = build(host)
+    with gr.Blocks() as demo:
+        comps = host.script_class().ui(False)
+    carriers = [b.value for b in demo.blocks.values() if isinstance(b, gr.HTML) and "memstab-titles" in str(b.value)]
+    assert len(carriers) == 1 and ".memstab-titles" in js and "dataset.titles" in js
+    carried = json.loads(html.unescape(re.search(r'data-titles="([^"]*)"', carriers[0]).group(1)))
     labels = {c.label for c in comps} | {"Memorization guard"}
-    assert labels - {"Enable"} <= titled and "Enable" in titled
+    assert labels <= titled | set(carried) and "Enable" in carried and "Detect only" in carried
+    assert all(len(t) > 20 for t in carried.values())
 
 
 GRADIO4 = ROOT_DIR / ".venv" / "gradio4"  # tools/dev-env.sh installs requirements-ui4.txt there

@@ -44,6 +44,9 @@ class Host:
         self.xyz = scripts.load_script(str(HERE / "builtin_scripts" / "xyz_grid.py"))
         self.module = scripts.load_script(str(ROOT / "scripts" / "memstab.py"))
         self.script_class = next(d.script_class for d in scripts.scripts_data if d.module is self.module)
+        from .helpers import remember_runs
+
+        remember_runs()
         script_callbacks.ui_settings_callback()
         script_callbacks.before_ui_callback()
 

@@ -22,9 +22,31 @@ def images(res) -> torch.Tensor:
     return torch.stack([im for im in res.images if isinstance(im, torch.Tensor)])
 
 
+_RUNS: dict = {}  # id(Results) -> (Results, Run): every run registered while the tests ran
+
+
+def remember_runs():
+    """Called by the double's Host once it has loaded the extension (a fresh memstab_webui for every Host)."""
+    from memstab_webui.registry import Registration
+
+    if getattr(Registration.open, "_test_memo", False):
+        return
+    original = Registration.open
+
+    def open_(self):
+        _RUNS[id(self.run.results)] = (self.run.results, self.run)
+        return original(self)
+
+    open_._test_memo = True
+    Registration.open = open_
+
+
 def run_of(res):
-    """The adapter's Run behind a finished job (reachable from the infotext value it left)."""
-    return res.extra_generation_params["MemStab"].results.owner
+    """The adapter's Run behind a finished job (found through the Results its infotext values read)."""
+    results = res.extra_generation_params["MemStab"].results
+    hit = _RUNS.get(id(results))
+    assert hit is not None and hit[0] is results, "no run of ours behind this job"
+    return hit[1]
 
 
 def memstab_keys(parsed: dict) -> dict:

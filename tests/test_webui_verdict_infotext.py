@@ -3,6 +3,7 @@ import re
 import pytest
 
 from lib_memstab import Verdict
+from memstab_webui.infotext import parse_verdict, verdict_values
 
 
 def _v(**kw):
@@ -17,13 +18,19 @@ def _v(**kw):
     _v(nonfinite=True, score=float("nan")), _v(severity="mild", steps_mitigated=0),
 ])
 def test_infotext_round_trip(v):
-    info = v.to_infotext()
+    info = verdict_values(v)
     assert all(re.match(r"^\w[\w \-/]+$", k) for k in info)
     assert all(k.startswith("MemStab ") for k in info)
-    back = Verdict.from_infotext(info)
-    assert back.to_infotext() == info
+    back = parse_verdict(info)
+    assert verdict_values(back) == info
+    assert list(info)[:2] == ["MemStab verdict", "MemStab score"]
     assert (back.flagged, back.severity, back.first_step, back.steps_mitigated, back.nonfinite, back.extrapolated) == \
         (v.flagged, v.severity, v.first_step, v.steps_mitigated, v.nonfinite, v.extrapolated)
+
+
+def test_neutral_dict_has_no_host_format():
+    d = _v().to_dict()
+    assert d["label"] == "memorized" and d["notes"] == ["extrapolated"] and not any("MemStab" in k for k in d)
 
 
 def test_summary_reads_well():
@@ -42,4 +49,4 @@ def test_summary_reads_well():
 ])
 def test_bad_infotext_is_a_clear_error(info, match):
     with pytest.raises(ValueError, match=match):
-        Verdict.from_infotext(info)
+        parse_verdict(info)
