@@ -15,6 +15,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from lib_memstab.schedules import denoised_to_eps, sigma_of_alpha_cumprod, vp_to_kdiff
+
 from .kdiff import import_k_diffusion
 
 K = import_k_diffusion()
@@ -135,10 +137,11 @@ def _ddim(model, noise, cond, uncond, s: Sampling, hook):
         e = eu + (ec - eu) * s.scale_at(i)
         a_t, a_prev = float(alphas[index]), float(alphas_prev[index])
         pred_x0 = (z - (1 - a_t) ** 0.5 * e) / a_t**0.5
-        if hook is not None:  # the guard works in k-diffusion space: x = z / sqrt(a), sigma = sqrt((1 - a) / a)
-            sig, sig_next = ((1 - a_t) / a_t) ** 0.5, ((1 - a_prev) / a_prev) ** 0.5
-            x = z / a_t**0.5
-            pred_x0 = hook(x, pred_x0, torch.tensor(sig), torch.tensor(sig_next), _rms(ec - eu))
-            e = (x - pred_x0) / sig
+        if hook is not None:  # the guard works in k-diffusion space (lib_memstab.schedules)
+            sig, sig_next = (sigma_of_alpha_cumprod(torch.tensor(a, dtype=torch.float64)).float()
+                             for a in (a_t, a_prev))
+            x = vp_to_kdiff(z, a_t)
+            pred_x0 = hook(x, pred_x0, sig, sig_next, _rms(ec - eu))
+            e = denoised_to_eps(x, pred_x0, sig)
         z = a_prev**0.5 * pred_x0 + (1 - a_prev) ** 0.5 * e
     return z

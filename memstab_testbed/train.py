@@ -17,6 +17,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from lib_memstab.dims import append_dims
+
 from . import data
 from . import model as M
 from .sampling import Sampling, generate  # imported at start: a running training must not pick up later edits
@@ -97,7 +99,7 @@ def main(argv=None):
         caps = ["" if d else c for c, d in zip(caps, drop)]
         t = torch.randint(0, 1000, (a.batch,))
         noise = torch.randn_like(x0)
-        abar = ac[t].view(-1, 1, 1, 1)
+        abar = append_dims(ac[t], x0.ndim)
         xt = abar.sqrt() * x0 + (1 - abar).sqrt() * noise
         loss = (model(xt, t, model.encode(caps)) - noise).pow(2).mean()
         opt.zero_grad(set_to_none=True)

@@ -9,11 +9,39 @@ import math
 from PIL import Image, ImageDraw, ImageFont
 
 COLOURS = {"update": (31, 119, 180), "latent": (255, 127, 14), "x0": (148, 103, 189)}
+BADGE = 30  # gradio draws the image's label badge over the top-left corner: nothing is drawn above this
+LINE = 13  # text line height of the default font
+
+
+def _lines(d, text: str, font, width: float, limit: int = 2) -> list[str]:
+    """``text`` wrapped at spaces to ``width`` pixels, at most ``limit`` lines (the last one cut with '...')."""
+    out, cur = [], ""
+    for word in text.split(" "):
+        trial = f"{cur} {word}".strip()
+        if d.textlength(trial, font=font) <= width or not cur:
+            cur = trial
+        else:
+            out.append(cur)
+            cur = word
+    out.append(cur)
+    if len(out) > limit:
+        out = out[:limit]
+        last = out[-1]
+        while last and d.textlength(last + "...", font=font) > width:
+            last = last[:-1]
+        out[-1] = last + "..."
+    return out
+
+
+def _text_block(d, xy, text: str, font, width: float, limit: int = 2, fill=(0, 0, 0)) -> None:
+    x, y = xy
+    for i, ln in enumerate(_lines(d, text, font, width, limit)):
+        d.text((x, y + i * LINE), ln, fill=fill, font=font)
 
 
 def render(v, gamma: float, tau_mild: float, title: str, size=(640, 360)) -> Image.Image:
     w, h = size
-    left, right, top, bottom = 48, 12, 28, 40
+    left, right, top, bottom = 48, 12, BADGE + 2 * LINE + 6, 3 * LINE + 8
     img = Image.new("RGB", size, "white")
     d = ImageDraw.Draw(img)
     font = ImageFont.load_default()
@@ -51,14 +79,14 @@ def render(v, gamma: float, tau_mild: float, title: str, size=(640, 360)) -> Ima
     for i in v.mitigated:
         x = px(i)
         d.polygon([(x, h - bottom - 8), (x - 4, h - bottom), (x + 4, h - bottom)], fill=(0, 150, 0))
-    d.text((left, 6), title[:100], fill=(0, 0, 0), font=font)
-    lx = left
+    _text_block(d, (left, BADGE), title, font, w - left - right)
+    lx, ly = left, h - 2 * LINE - 4
     for name, col in COLOURS.items():
-        d.line([lx, h - 14, lx + 16, h - 14], fill=col, width=2)
-        d.text((lx + 20, h - 20), f"z {name}", fill=(0, 0, 0), font=font)
+        d.line([lx, ly + 6, lx + 16, ly + 6], fill=col, width=2)
+        d.text((lx + 20, ly), f"z {name}", fill=(0, 0, 0), font=font)
         lx += 90
-    d.text((lx, h - 20), f"band: z <= gamma {gamma:g}; red line: tau_mild {tau_mild:g}; ^ mitigated", fill=(0, 0, 0),
-           font=font)
+    _text_block(d, (left, ly + LINE), f"green band: z <= gamma {gamma:g}; red line: tau_mild {tau_mild:g}; "
+                "^ mitigated step; vertical red line: first flagged step", font, w - left - right, limit=1)
     return img
 
 
@@ -69,7 +97,7 @@ def render_band(profile, gamma: float, title: str, size=(640, 480)) -> Image.Ima
     """What a calibration measured: per tracked norm, the centre and the band centre ± gamma·spread against the
     profile's axis (log sigma, noise falling to the right; or the step), one panel per norm."""
     w, h = size
-    left, right, top, gap, bottom = 56, 12, 26, 18, 30
+    left, right, top, gap, bottom = 56, 12, BADGE + LINE + 6, 18, 2 * LINE + 10
     img = Image.new("RGB", size, "white")
     d = ImageDraw.Draw(img)
     font = ImageFont.load_default()
@@ -105,7 +133,7 @@ def render_band(profile, gamma: float, title: str, size=(640, 480)) -> Image.Ima
         d.text((4, y0 + ph - 10), f"{vmin:.3g}", fill=(90, 90, 90), font=font)
         d.text((4, y0 + 12), f"{vmax:.3g}", fill=(90, 90, 90), font=font)
     axis = "log sigma (noise falls to the right)" if profile.axis == "log_sigma" else "step"
-    d.text((left, h - bottom + 6), f"{axis}: {xs[0]:.2f} ... {xs[-1]:.2f}; band: centre ± {gamma:g} spreads "
-           f"({profile.statistic}, {profile.meta.get('trajectories', '?')} trajectories)", fill=(0, 0, 0), font=font)
-    d.text((left, 6), title[:100], fill=(0, 0, 0), font=font)
+    _text_block(d, (left, h - bottom + 6), f"{axis}: {xs[0]:.2f} ... {xs[-1]:.2f}; band: centre ± {gamma:g} spreads "
+                f"({profile.statistic}, {profile.meta.get('trajectories', '?')} trajectories)", font, w - left - right)
+    _text_block(d, (left, BADGE), title, font, w - left - right, limit=1)
     return img

@@ -194,3 +194,27 @@ def test_layout_rules():
     assert sorted(f.name for f in (ROOT / "scripts").glob("*.py")) == ["memstab.py"]
     for f in (ROOT / "lib_memstab").glob("*.py"):
         assert not re.search(r"^\s*(from|import)\s+modules\b", f.read_text(), re.M), f
+
+
+@pytest.mark.parametrize("which", ["render", "render_band"])
+def test_plot_text_fits_and_leaves_the_label_badge_free(which):
+    """Seen in the real webui: the caption ran 58 px past the image and gradio's label badge covered the title's
+    start. Now nothing is drawn under the badge, and every text line ends inside the right margin."""
+    import numpy as np
+    from conftest import flat_profile
+
+    from lib_memstab import Verdict
+    from memstab_webui import plot
+
+    title = "MemStab hires part 2 stability plot, seed 4294967295: memorized (strong), score 12345.67, first step " \
+            "12, mitigated 40, extrapolated " * 2
+    if which == "render":
+        v = Verdict(image=0, segment=0, steps=20, score=1.0, flagged=True, severity="strong", first_step=2,
+                    steps_mitigated=1, z_update=[1.0] * 20, z_latent=[2.0] * 20, z_x0=[30.0] * 20, mitigated=[2])
+        img = plot.render(v, 3.0, 3.0, title)
+    else:
+        img = plot.render_band(flat_profile(), 3.0, title)
+    a = np.asarray(img.convert("L")) < 250
+    assert not a[:plot.BADGE].any(), "nothing under gradio's label badge"
+    w = img.size[0]
+    assert not a[:, w - 12 + 1:].any(), "no text past the right margin"
