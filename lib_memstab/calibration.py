@@ -7,15 +7,28 @@ interrupted calibration leaves no half-written file.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import itertools
+import operator
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
-from .profile import Profile
+from .profile import MAX_META_INT, Profile, ProfileError, check_meta
 from .recorder import Recorder
+from .text import brief
+
+# The most a calibration may ask for (the adapter checks requests against these before queueing anything).
+MAX_PROMPTS = 1000
+MAX_SEEDS = 64
+MAX_GENERATIONS = 4096  # prompts x seeds
 
 
 class CalibrationInterrupted(RuntimeError):
     pass
+
+
+class CalibrationTooLarge(ProfileError):
+    """A calibration request beyond MAX_PROMPTS, MAX_SEEDS or MAX_GENERATIONS (refused before any generation). A
+    ProfileError, so that callers handling invalid profile input refuse it the same way."""
 
 
 @dataclass
@@ -25,7 +38,7 @@ class CalibrationResult:
     generations: int
 
 
-def run_calibration(generate: Callable, prompts: list[str], seeds: list[int] = (0,), *,
+def run_calibration(generate: Callable, prompts: Iterable[str], seeds: Iterable[int] = (0,), *,
                     should_stop: Callable[[], bool] = lambda: False,
                     progress: Callable[[int, int], None] | None = None,
                     axis: str = "log_sigma", statistic: str = "median_mad", meta: dict | None = None,
@@ -35,20 +48,59 @@ def run_calibration(generate: Callable, prompts: list[str], seeds: list[int] = (
 
     ``generate`` should give every prompt its own noise (e.g. seed + 1000 * prompt index): with one shared noise the
     early, noise-dominated steps would show almost no spread and the region there would be far too narrow.
+
+    ``prompts`` and ``seeds``: lists (or any iterables). More than MAX_PROMPTS prompts, MAX_SEEDS seeds or
+    MAX_GENERATIONS pairs raises CalibrationTooLarge, and a seed that is not an integer within +-2**53 or a ``meta``
+    that is not a saveable JSON object raises ProfileError, all before the first generation.
     """
+    prompts = _bounded(prompts, MAX_PROMPTS, "reference prompts")
+    seeds = [_seed(s) for s in _bounded(seeds, MAX_SEEDS, "seeds")]
+    total = len(prompts) * len(seeds)
+    if total > MAX_GENERATIONS:
+        raise CalibrationTooLarge(f"{len(prompts)} prompts x {len(seeds)} seeds is {total} generations; at most "
+                                  f"{MAX_GENERATIONS}")
+    meta = {"reference_prompts": len(prompts), "seeds": seeds, **(meta or {})}
+    check_meta(meta)  # before the long run, not after it
     rec = Recorder()
-    jobs = [(p, s) for p in prompts for s in seeds]
+    jobs = ((p, s) for p in prompts for s in seeds)
     for k, (prompt, seed) in enumerate(jobs):
         if should_stop():
-            raise CalibrationInterrupted(f"calibration interrupted after {k} of {len(jobs)} generations; "
+            raise CalibrationInterrupted(f"calibration interrupted after {k} of {total} generations; "
                                          "no profile was written")
         generate(prompt, seed, rec.observe)
         if should_stop():  # the host may have cut this generation short: never keep a partial trajectory
-            raise CalibrationInterrupted(f"calibration interrupted during generation {k + 1} of {len(jobs)}; "
+            raise CalibrationInterrupted(f"calibration interrupted during generation {k + 1} of {total}; "
                                          "no profile was written")
         rec.finish_run([prompt])
         if progress:
-            progress(k + 1, len(jobs))
-    profile = rec.build_profile(axis=axis, statistic=statistic,
-                                meta={"reference_prompts": len(prompts), "seeds": list(seeds), **(meta or {})})
+            progress(k + 1, total)
+    profile = rec.build_profile(axis=axis, statistic=statistic, meta=meta)
     return CalibrationResult(profile, rec.outliers(profile, outlier_tau), len(rec.trajectories))
+
+
+def _bounded(items, limit: int, what: str) -> list:
+    """``items`` as a list of at most ``limit``; refused from len() when it has one, else after limit + 1 items, so
+    that a huge range or an endless iterator costs nothing."""
+    try:
+        n = len(items)
+    except TypeError:
+        n = None
+    if n is not None and n > limit:
+        raise CalibrationTooLarge(f"{n} {what}; at most {limit}")
+    try:
+        out = list(itertools.islice(items, limit + 1))
+    except TypeError:
+        raise CalibrationTooLarge(f"the {what} must be a list; got {type(items).__name__}") from None
+    if len(out) > limit:
+        raise CalibrationTooLarge(f"more than {limit} {what}; at most {limit}")
+    return out
+
+
+def _seed(s) -> int:
+    try:
+        v = operator.index(s)  # ints and integer scalars; never a float or bool-like string
+    except TypeError:
+        raise ProfileError(f"a seed must be an integer; got {brief(s)}") from None
+    if isinstance(s, bool) or abs(v) > MAX_META_INT:
+        raise ProfileError(f"a seed must be an integer within +-2**53; got {brief(s)}")
+    return v

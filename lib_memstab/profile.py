@@ -12,15 +12,20 @@ Two axes:
 from __future__ import annotations
 
 import datetime as _dt
+import errno
 import json
 import math
 import os
+import secrets
+import stat
+from array import array
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 
 from .observation import NORMS
+from .text import brief
 
 FORMAT = "memstab-profile"
 VERSION = 1
@@ -29,9 +34,27 @@ STATISTICS = ("mean_std", "median_mad")
 QUANTITIES = ("update", "latent", "x0")
 STD_FLOOR = 1e-5  # as in the reference re-implementation: a zero spread must not make every step infinitely far
 
+# Bounds on what a profile may hold: wide enough for any real sampler and calibration, narrow enough that every
+# accepted profile can be looked up, saved and exported without overflow, and validated in bounded time.
+MAX_PROFILE_BYTES = 2_000_000  # a profile file or imported document
+MAX_GRID_POINTS = 10_000  # grid, statistics, counts and reference_sigmas each
+LOG_SIGMA_RANGE = (-30.0, 30.0)  # sigma in about [1e-13, 1e13]
+STEP_RANGE = (0.0, 10_000.0)
+SIGMA_RANGE = (0.0, 1e6)  # reference_sigmas
+STAT_RANGE = (0.0, 1e12)  # means and spreads
+COUNT_RANGE = (1, 10**9)
+MAX_META_DEPTH = 8
+MAX_META_ITEMS = 10_000  # values in meta, all levels together
+MAX_META_STRING = 4096  # characters in one string (keys included)
+MAX_META_INT = 2**53  # |int| in meta: exact in every JSON reader
+
 
 class ProfileError(ValueError):
     """A profile file or dict that cannot be used; the message says what is wrong."""
+
+
+class ProfileNotFound(ProfileError):
+    """The named profile (or profile file) does not exist."""
 
 
 @dataclass
@@ -62,48 +85,73 @@ class Profile:
         if not isinstance(d, dict):
             raise ProfileError(f"a profile must be a JSON object; got {type(d).__name__}")
         if d.get("format") != FORMAT:
-            raise ProfileError(f"not a memstab profile (format is {d.get('format')!r}, expected {FORMAT!r})")
-        if d.get("version") != VERSION:
-            raise ProfileError(f"unsupported profile version {d.get('version')!r}; this build reads version {VERSION}")
+            raise ProfileError(f"not a memstab profile (format is {brief(d.get('format'))}, expected {FORMAT!r})")
+        if type(d.get("version")) is not int or d.get("version") != VERSION:
+            raise ProfileError(f"unsupported profile version {brief(d.get('version'))}; this build reads version "
+                               f"{VERSION}")
         try:
             stats = d["stats"]
+            if not isinstance(stats, dict):
+                raise ProfileError("stats must be an object")
             return cls(axis=d["axis"], norm=d["norm"], statistic=d["statistic"], grid=_floats(d["grid"], "grid"),
-                       mean={q: _floats(stats[q]["mean"], f"{q} mean") for q in QUANTITIES},
-                       std={q: _floats(stats[q]["std"], f"{q} std") for q in QUANTITIES},
-                       count=[_int(c) for c in d["count"]],
+                       mean={q: _floats(_table(stats, q)["mean"], f"{q} mean") for q in QUANTITIES},
+                       std={q: _floats(_table(stats, q)["std"], f"{q} std") for q in QUANTITIES},
+                       count=_ints(d["count"], "count"),
                        reference_sigmas=_floats(d.get("reference_sigmas", []), "reference_sigmas"),
                        meta=_meta(d.get("meta", {})))
         except KeyError as e:
-            raise ProfileError(f"profile is missing the field {e.args[0]!r}") from None
-        except TypeError as e:
-            raise ProfileError(f"profile has a field of the wrong type: {e}") from None
+            raise ProfileError(f"profile is missing the field {brief(e.args[0])}") from None
+        except (TypeError, AttributeError) as e:
+            raise ProfileError(f"profile has a field of the wrong type: {brief(str(e), 200)}") from None
+
+    def to_json(self) -> str:
+        """The JSON text that ``save`` writes and ``Profile.load`` reads back; never NaN or Infinity. Validates again
+        first (the fields may have been changed since construction): raises ProfileError, never writes a bad file."""
+        _validate(self)
+        d = self.to_dict()
+        text = json.dumps(d, indent=1, allow_nan=False)
+        if len(text.encode("utf-8")) > MAX_PROFILE_BYTES:
+            text = json.dumps(d, separators=(",", ":"), allow_nan=False)  # a large profile: drop the indentation
+        if len(text.encode("utf-8")) > MAX_PROFILE_BYTES:
+            raise ProfileError(f"the profile is too large to save ({len(text.encode('utf-8'))} bytes; at most "
+                               f"{MAX_PROFILE_BYTES})")
+        return text
 
     def save(self, path) -> Path:
-        """Write atomically: a reader never sees a half-written file."""
+        """Write atomically through a fresh temporary file next to ``path``: a reader never sees a half-written file,
+        concurrent saves never share a temporary file, and a symbolic link at ``path`` is replaced, not written
+        through. Raises ProfileError (nothing written) for a profile too large to save, OSError for the filesystem."""
         path = Path(path)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        data = self.to_json().encode("utf-8")
+        fd, tmp = _create_temp(path)
         try:
-            tmp.write_text(json.dumps(self.to_dict(), indent=1))
+            with os.fdopen(fd, "wb") as f:
+                f.write(data)
+                f.flush()
+                os.fsync(f.fileno())
             os.replace(tmp, path)
-        finally:
-            if tmp.exists():
-                tmp.unlink()
+        except BaseException:
+            try:
+                os.unlink(tmp)
+            except OSError:
+                pass
+            raise
+        _fsync_folder(path.parent)
         return path
 
     @classmethod
-    def load(cls, path) -> Profile:
+    def load(cls, path, *, follow_symlinks: bool = True) -> Profile:
+        """Read and validate a profile file. ``follow_symlinks=False`` (the store's reads) refuses a symbolic link at
+        ``path`` race-free. Raises ProfileNotFound for a missing file, ProfileError for anything else wrong."""
         path = Path(path)
-        try:
-            text = path.read_text(encoding="utf-8")
-        except OSError as e:
-            raise ProfileError(f"cannot read profile {path}: {e.strerror or e}") from None
-        except UnicodeDecodeError:
-            raise ProfileError(f"profile {path} is not UTF-8 text") from None
+        text = _read_limited(path, follow_symlinks)
         try:
             d = json.loads(text)
         except json.JSONDecodeError as e:
             raise ProfileError(f"profile {path} is not valid JSON (truncated or edited?): {e.msg} at line {e.lineno}") \
                 from None
+        except (ValueError, RecursionError) as e:  # e.g. an integer of more than 4300 digits, or nesting too deep
+            raise ProfileError(f"profile {path} is not valid JSON: {brief(str(e), 120)}") from None
         try:
             return cls.from_dict(d)
         except ProfileError as e:
@@ -168,21 +216,113 @@ def make_meta(**kw) -> dict:
     return {"created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"), **kw}
 
 
-def _floats(v, what: str) -> list[float]:
+def _create_temp(path: Path) -> tuple[int, str]:
+    """A new file next to ``path``, created exclusively (never an existing file, never through a link)."""
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_BINARY", 0) \
+        | getattr(os, "O_CLOEXEC", 0)
+    for _ in range(100):
+        tmp = str(path.with_name(f".{path.name}.{secrets.token_hex(8)}.tmp"))
+        try:
+            return os.open(tmp, flags, 0o666), tmp
+        except FileExistsError:
+            continue
+    raise FileExistsError(errno.EEXIST, "cannot create a unique temporary file", str(path.parent))
+
+
+def _fsync_folder(folder: Path) -> None:
+    """Make the rename durable (POSIX); best effort, never an error."""
+    if os.name != "posix":
+        return
+    try:
+        fd = os.open(folder, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def _read_limited(path: Path, follow_symlinks: bool) -> str:
+    """The file's text: a regular file of at most MAX_PROFILE_BYTES, checked on the open descriptor before reading.
+    Opened non-blocking, so a FIFO planted under a profile's name cannot hang the reader."""
+    flags = os.O_RDONLY | getattr(os, "O_BINARY", 0) | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0)
+    if not follow_symlinks:
+        if not hasattr(os, "O_NOFOLLOW") and path.is_symlink():
+            raise ProfileError(f"profile {path} is a symbolic link; the store does not read through links")
+        flags |= getattr(os, "O_NOFOLLOW", 0)
+    try:
+        fd = os.open(path, flags)
+    except FileNotFoundError:
+        raise ProfileNotFound(f"cannot read profile {path}: no such file") from None
+    except OSError as e:
+        if not follow_symlinks and os.path.islink(path):
+            raise ProfileError(f"profile {path} is a symbolic link; the store does not read through links") from None
+        raise ProfileError(f"cannot read profile {path}: {e.strerror or e}") from None
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise ProfileError(f"profile {path} is not a regular file")
+        if st.st_size > MAX_PROFILE_BYTES:
+            raise ProfileError(f"profile {path} is too large ({st.st_size} bytes; at most {MAX_PROFILE_BYTES})")
+        with os.fdopen(fd, "rb") as f:
+            fd = -1
+            data = f.read(MAX_PROFILE_BYTES + 1)
+    except OSError as e:
+        raise ProfileError(f"cannot read profile {path}: {e.strerror or e}") from None
+    finally:
+        if fd >= 0:
+            os.close(fd)
+    if len(data) > MAX_PROFILE_BYTES:  # it grew while being read
+        raise ProfileError(f"profile {path} is too large (more than {MAX_PROFILE_BYTES} bytes)")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise ProfileError(f"profile {path} is not UTF-8 text") from None
+
+
+def _table(stats: dict, q: str) -> dict:
+    t = stats[q]
+    if not isinstance(t, dict):
+        raise ProfileError(f"stats {q} must be an object with mean and std")
+    return t
+
+
+def _number(x, what: str):
+    if isinstance(x, bool) or not isinstance(x, (int, float)):
+        raise ProfileError(f"{what} holds a non-number: {brief(x)}")
+    if isinstance(x, float) and not math.isfinite(x):
+        raise ProfileError(f"{what} holds NaN or infinity")
+    return x
+
+
+def _list(v, what: str) -> list:
     if not isinstance(v, list):
         raise ProfileError(f"{what} must be a list of numbers")
+    if len(v) > MAX_GRID_POINTS:
+        raise ProfileError(f"{what} holds {len(v)} values; at most {MAX_GRID_POINTS}")
+    return v
+
+
+def _floats(v, what: str) -> list[float]:
     out = []
-    for x in v:
-        if isinstance(x, bool) or not isinstance(x, (int, float)):
-            raise ProfileError(f"{what} holds a non-number: {x!r}")
+    for x in _list(v, what):
+        x = _number(x, what)
+        if isinstance(x, int) and abs(x) > MAX_META_INT:  # before float(): a 400-digit integer would overflow it
+            raise ProfileError(f"{what} holds {brief(x)}, far out of range")
         out.append(float(x))
     return out
 
 
-def _int(v) -> int:
-    if isinstance(v, bool) or not isinstance(v, int):
-        raise ProfileError(f"count holds a non-integer: {v!r}")
-    return v
+def _ints(v, what: str) -> list[int]:
+    out = []
+    for x in _list(v, what):
+        if isinstance(x, bool) or not isinstance(x, int):
+            raise ProfileError(f"{what} holds a non-integer: {brief(x)}")
+        out.append(x)
+    return out
 
 
 def _meta(v) -> dict:
@@ -191,38 +331,106 @@ def _meta(v) -> dict:
     return v
 
 
+def check_meta(meta) -> dict:
+    """Raise ProfileError unless ``meta`` is a JSON object that can be saved and exported: str keys; values of JSON
+    types only (dict, list, str, int, float, bool, None); finite floats; |int| <= 2**53; strings of at most 4096
+    characters; nesting at most 8 deep; at most 10,000 values in all. Returns ``meta``."""
+    if not isinstance(meta, dict):
+        raise ProfileError("meta must be an object")
+    items = 0
+    stack = [(meta, 1, "meta")]
+    while stack:
+        v, depth, where = stack.pop()
+        items += 1
+        if items > MAX_META_ITEMS:
+            raise ProfileError(f"meta holds more than {MAX_META_ITEMS} values")
+        if v is None or isinstance(v, bool):
+            continue
+        if isinstance(v, str):
+            if len(v) > MAX_META_STRING:
+                raise ProfileError(f"{where} is a string of {len(v)} characters; at most {MAX_META_STRING}")
+        elif isinstance(v, int):
+            if abs(v) > MAX_META_INT:
+                raise ProfileError(f"{where} holds {brief(v)}; integers in meta must lie within +-2**53")
+        elif isinstance(v, float):
+            if not math.isfinite(v):
+                raise ProfileError(f"{where} holds NaN or infinity, which JSON cannot carry")
+        elif isinstance(v, (dict, list)):
+            if depth > MAX_META_DEPTH:
+                raise ProfileError(f"meta is nested more than {MAX_META_DEPTH} levels deep")
+            if len(v) > MAX_META_ITEMS:
+                raise ProfileError(f"meta holds more than {MAX_META_ITEMS} values")
+            if isinstance(v, dict):
+                for k, x in v.items():
+                    if not isinstance(k, str):
+                        raise ProfileError(f"{where} has a key that is not a string: {brief(k)}")
+                    if len(k) > MAX_META_STRING:
+                        raise ProfileError(f"{where} has a key of {len(k)} characters; at most {MAX_META_STRING}")
+                    stack.append((x, depth + 1, f"{where}.{brief(k, 40)}" if len(where) < 200 else where))
+            else:
+                stack.extend((x, depth + 1, f"{where}[{i}]" if len(where) < 200 else where) for i, x in enumerate(v))
+        else:
+            raise ProfileError(f"{where} holds a {type(v).__name__}, which is not a JSON value")
+    return meta
+
+
+def _check_range(vals, what: str, lo, hi, spread: bool = False) -> None:
+    for x in vals:
+        _number(x, what)
+        if not lo <= x <= hi:
+            if spread and x < 0:
+                raise ProfileError(f"{what} holds a negative value (norms and spreads cannot be negative)")
+            raise ProfileError(f"{what} holds {brief(x)}, outside [{lo:g}, {hi:g}]")
+
+
 def _validate(p: Profile) -> None:
+    for what, v in (("axis", p.axis), ("norm", p.norm), ("statistic", p.statistic)):
+        if not isinstance(v, str):
+            raise ProfileError(f"{what} must be a string; got {brief(v)}")
     if p.axis not in AXES:
-        raise ProfileError(f"axis must be one of {AXES}; got {p.axis!r}")
+        raise ProfileError(f"axis must be one of {AXES}; got {brief(p.axis)}")
     if p.norm not in NORMS:
-        raise ProfileError(f"norm must be one of {NORMS}; got {p.norm!r}")
+        raise ProfileError(f"norm must be one of {NORMS}; got {brief(p.norm)}")
     if p.statistic not in STATISTICS:
-        raise ProfileError(f"statistic must be one of {STATISTICS}; got {p.statistic!r}")
-    g = p.grid
+        raise ProfileError(f"statistic must be one of {STATISTICS}; got {brief(p.statistic)}")
+    g = _list(p.grid, "grid")
     n = len(g)
     if n < 2:
         raise ProfileError(f"the grid needs at least 2 points; got {n}")
-    if not all(math.isfinite(x) for x in g):
-        raise ProfileError("the grid holds a non-finite value")
+    for x in g:
+        if isinstance(x, float) and not math.isfinite(x):
+            raise ProfileError("the grid holds a non-finite value")
+    _check_range(g, f"the {p.axis} grid", *(LOG_SIGMA_RANGE if p.axis == "log_sigma" else STEP_RANGE))
     if any(b <= a for a, b in zip(g, g[1:])):
         raise ProfileError("the grid must be strictly increasing (unsorted or duplicate points)")
-    if p.axis == "step" and any(x != int(x) or x < 0 for x in g):
+    g32 = array("f", g)  # the lookup runs in single precision: its points must stay distinct there
+    if any(b <= a for a, b in zip(g32, g32[1:])):
+        raise ProfileError("the grid has points too close together to tell apart in single precision")
+    if p.axis == "step" and any(x != int(x) for x in g):
         raise ProfileError("a step-indexed grid must hold non-negative whole step numbers")
+    for name, table in (("mean", p.mean), ("std", p.std)):
+        if not isinstance(table, dict):
+            raise ProfileError(f"{name} must map each quantity to its values")
     for q in QUANTITIES:
         for name, table in (("mean", p.mean), ("std", p.std)):
             if q not in table:
                 raise ProfileError(f"{q} {name} is missing")
-            vals = table[q]
+            vals = _list(table[q], f"{q} {name}")
             if len(vals) != n:
                 raise ProfileError(f"{q} {name} has {len(vals)} values for {n} grid points")
-            if not all(math.isfinite(x) for x in vals):
-                raise ProfileError(f"{q} {name} holds NaN or infinity")
-            if any(x < 0 for x in vals):
-                raise ProfileError(f"{q} {name} holds a negative value (norms and spreads cannot be negative)")
-    if len(p.count) != n or any(c < 1 for c in p.count):
-        raise ProfileError("count must hold one positive integer per grid point")
-    rs = p.reference_sigmas
-    if not all(math.isfinite(x) and x >= 0 for x in rs):
-        raise ProfileError("reference_sigmas must be finite and non-negative")
+            for x in vals:
+                if isinstance(x, float) and not math.isfinite(x):
+                    raise ProfileError(f"{q} {name} holds NaN or infinity")
+            _check_range(vals, f"{q} {name}", *STAT_RANGE, spread=True)
+    count = _list(p.count, "count")
+    if len(count) != n or any(isinstance(c, bool) or not isinstance(c, int) or not COUNT_RANGE[0] <= c <= COUNT_RANGE[1]
+                              for c in count):
+        raise ProfileError(f"count must hold one positive integer (at most {COUNT_RANGE[1]}) per grid point")
+    rs = _list(p.reference_sigmas, "reference_sigmas")
+    for x in rs:
+        _number(x, "reference_sigmas")
+        if not SIGMA_RANGE[0] <= x <= SIGMA_RANGE[1]:
+            raise ProfileError(f"reference_sigmas must be finite and within [0, {SIGMA_RANGE[1]:g}]; got {brief(x)}")
     if any(b > a for a, b in zip(rs, rs[1:])):
         raise ProfileError("reference_sigmas must run from high to low noise")
+    check_meta(p.meta)

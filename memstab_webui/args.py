@@ -10,8 +10,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from lib_memstab import GuardConfig
+from lib_memstab.text import brief
 
-from .knobs import AUTOMATIC, BY_NAME, DICT_KEYS, KNOBS, MODE_LABELS, UI_ORDER, brief, coerce
+from .knobs import AUTOMATIC, BY_NAME, DICT_KEYS, KNOBS, MODE_LABELS, UI_ORDER, coerce
 
 __all__ = ["AUTOMATIC", "DICT_KEYS", "MODE_LABELS", "UI_ORDER", "RunArgs", "parse", "setting_defaults",
            "ui_defaults"]

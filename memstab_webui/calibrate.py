@@ -17,6 +17,10 @@ from pathlib import Path
 
 from lib_memstab import (
     DEFAULT_REFERENCE_PROMPTS,
+    MAX_GENERATIONS,
+    MAX_PROMPTS,
+    MAX_SEEDS,
+    ORIGIN_CALIBRATION,
     CalibrationInterrupted,
     ProfileError,
     check_name,
@@ -25,6 +29,7 @@ from lib_memstab import (
     read_prompts,
     run_calibration,
 )
+from lib_memstab.text import brief
 
 from . import family, profiles
 from .registry import Registration
@@ -35,6 +40,9 @@ DEFAULTS = {"n_prompts": 50, "seeds": [0], "sampler": "Euler", "steps": 20, "cfg
 SDXL_SIZE = 1024
 SEED_STRIDE = 1000  # generation for prompt i and seed s uses seed s + 1000 i: every prompt gets its own noise
 RECORDER_NORM = "rms"  # lib_memstab.Recorder.build_profile's default norm: the cond gap is measured in it
+# What a request may carry (with lib_memstab's MAX_PROMPTS, MAX_SEEDS and MAX_GENERATIONS): checked before any work.
+BOUNDS = {"n_prompts": (1, MAX_PROMPTS), "seeds": (1, MAX_SEEDS), "steps": (1, 500), "width": (64, 4096),
+          "height": (64, 4096), "cfg_scale": (0, 100), "sampler": 100, "prompts_file": 4096, "name": 100}
 KEYS = ("prompts_file", "n_prompts", "seeds", "sampler", "steps", "cfg_scale", "width", "height", "name")
 _LOCAL_LOCK = threading.Lock()
 
@@ -88,57 +96,78 @@ class Report:
 
 # ------------------------------------------------------------------------------------------------ input
 def parse_request(d, opts=None) -> Request:
-    """The API's JSON (or the UI's values) -> Request; raises CalibrationError naming the bad field."""
+    """The API's JSON (or the UI's values) -> Request; raises CalibrationError naming the bad field and its bound.
+    Every bound (BOUNDS, and lib_memstab's MAX_PROMPTS / MAX_SEEDS / MAX_GENERATIONS) is checked here, before any
+    work or allocation; a bad value is quoted cut short, never whole."""
     if d is None:
         d = {}
     if not isinstance(d, dict):
         raise CalibrationError(f"the request must be a JSON object; got {type(d).__name__}")
-    unknown = sorted(set(d) - set(KEYS))
+    unknown = [k for k in d if k not in KEYS]
     if unknown:
-        raise CalibrationError(f"unknown key(s) {', '.join(map(str, unknown))}; known: {', '.join(KEYS)}")
+        shown = ", ".join(brief(k, 40) for k in unknown[:5]) + (f" and {len(unknown) - 5} more" if len(unknown) > 5
+                                                                 else "")
+        raise CalibrationError(f"unknown key(s) {shown}; known: {', '.join(KEYS)}")
     data = getattr(opts, "data", None) or {}
     r = Request(n_prompts=_int(data.get("memstab_calib_prompts", DEFAULTS["n_prompts"]), "n_prompts"))
-    seeds_default = _int(data.get("memstab_calib_seeds", 1), "seeds")
-    r.seeds = list(range(seeds_default))
+    r.seeds = list(range(_int(data.get("memstab_calib_seeds", 1), "seeds")))
     for k in ("n_prompts", "steps", "width", "height"):
         if d.get(k) is not None:
             setattr(r, k, _int(d[k], k))
+    for k in ("width", "height"):
+        v = getattr(r, k)
+        if v is not None and v % 8:
+            raise CalibrationError(f"{k} must be a multiple of 8; got {v}")
     if d.get("cfg_scale") is not None:
-        v = d["cfg_scale"]
-        if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v <= 0:
-            raise CalibrationError(f"cfg_scale must be a positive number; got {v!r}")
-        r.cfg_scale = float(v)
+        r.cfg_scale = _number(d["cfg_scale"], "cfg_scale")
     if d.get("seeds") is not None:
-        v = d["seeds"]
-        if isinstance(v, int) and not isinstance(v, bool):
-            r.seeds = list(range(_int(v, "seeds")))
-        elif isinstance(v, list) and v and all(isinstance(s, int) and not isinstance(s, bool) and 0 <= s < 2**31
-                                               for s in v):
-            r.seeds = list(dict.fromkeys(v))
-        else:
-            raise CalibrationError(f"seeds must be a count (1, 2, ...) or a list of seeds; got {v!r}")
+        r.seeds = _seeds(d["seeds"])
+    total = r.n_prompts * len(r.seeds)
+    if total > MAX_GENERATIONS:
+        raise CalibrationError(f"{r.n_prompts} prompts x {len(r.seeds)} seeds is {total} generations; at most "
+                               f"{MAX_GENERATIONS}")
     for k in ("sampler", "prompts_file", "name"):
         v = d.get(k)
-        if v is not None and (not isinstance(v, str) or not v.strip()):
-            raise CalibrationError(f"{k} must be a non-empty string; got {v!r}")
+        if v is not None and (not isinstance(v, str) or not v.strip() or len(v) > BOUNDS[k] or "\0" in v):
+            raise CalibrationError(f"{k} must be a non-empty string of at most {BOUNDS[k]} characters (no NUL); "
+                                   f"got {brief(v)}")
         if v is not None:
-            setattr(r, k, v.strip())
+            setattr(r, k, v if k == "name" else v.strip())  # a name is checked as given: "x\n" is not "x"
     if r.name is not None:
         try:
             check_name(r.name)
         except ProfileError as e:
             raise CalibrationError(str(e)) from None
     if r.prompts_file is not None and not r.prompts_file.lower().endswith(".txt"):
-        raise CalibrationError(f"prompts_file must be a .txt file (one prompt per line); got {r.prompts_file!r}")
+        raise CalibrationError(f"prompts_file must be a .txt file (one prompt per line); got {brief(r.prompts_file)}")
     return r
 
 
 def _int(v, name) -> int:
-    if isinstance(v, float) and v.is_integer():
+    low, high = BOUNDS[name]
+    if isinstance(v, float) and v.is_integer() and abs(v) < 2**53:
         v = int(v)  # gradio's Number gives floats
-    if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-        raise CalibrationError(f"{name} must be a whole number >= 1; got {v!r}")
+    if isinstance(v, bool) or not isinstance(v, int) or not (low <= v <= high):
+        raise CalibrationError(f"{name} must be a whole number in [{low}, {high}]; got {brief(v)}")
     return v
+
+
+def _number(v, name) -> float:
+    low, high = BOUNDS[name]
+    ok = not isinstance(v, bool) and isinstance(v, (int, float)) and (not isinstance(v, int) or abs(v) <= high)
+    if not ok or not math.isfinite(v) or not (low < v <= high):
+        raise CalibrationError(f"{name} must be a number in ({low:g}, {high:g}]; got {brief(v)}")
+    return float(v)
+
+
+def _seeds(v) -> list[int]:
+    if isinstance(v, int) and not isinstance(v, bool):
+        return list(range(_int(v, "seeds")))
+    if isinstance(v, list) and 0 < len(v) <= MAX_SEEDS and all(
+            isinstance(s, int) and not isinstance(s, bool) and 0 <= s < 2**31 for s in v):
+        return list(dict.fromkeys(v))
+    raise CalibrationError(f"seeds must be a count in [1, {MAX_SEEDS}] or a list of at most {MAX_SEEDS} seeds in "
+                           f"[0, 2**31); got {brief(v)}")
 
 
 EXTENSION_DIR = Path(__file__).resolve().parents[1]
@@ -155,7 +184,7 @@ def check_remote_prompts_file(r: Request, opts) -> None:
         str(configured).strip() and path == Path(configured).expanduser().resolve())
     if not allowed:
         raise CalibrationError("over the API, prompts_file must be the reference prompt file set in Settings or a "
-                               f"file inside the extension folder ({EXTENSION_DIR}); got {r.prompts_file!r}")
+                               f"file inside the extension folder ({EXTENSION_DIR}); got {brief(r.prompts_file)}")
 
 
 def reference_prompts(r: Request, opts) -> tuple[list[str], str]:
@@ -266,9 +295,10 @@ def calibrate(r: Request, opts=None, task: Task | None = None) -> Report:
     except ProfileError as e:
         raise CalibrationError(str(e)) from None
     prompts, source = reference_prompts(r, opts)
-    meta = make_meta(model=family.model_name(model), model_hash=family.short_hash(model), **s,
-                     latent_channels=family.latent_channels(model), latent_scale=family.latent_scale(model),
-                     seeds=list(r.seeds), seed_stride=SEED_STRIDE, prompts_source=source)
+    meta = make_meta(origin=ORIGIN_CALIBRATION, model=family.model_name(model),
+                     model_hash=family.short_hash(model), **s, latent_channels=family.latent_channels(model),
+                     latent_scale=family.latent_scale(model), seeds=list(r.seeds), seed_stride=SEED_STRIDE,
+                     prompts_source=source)
     state = shared.state
     with _queue_lock():
         state.begin(job="memstab_calibrate")

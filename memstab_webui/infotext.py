@@ -16,6 +16,7 @@ import re
 from collections.abc import Callable
 
 from lib_memstab import Verdict
+from lib_memstab.text import brief
 from lib_memstab.verdict import fmt_number
 
 from .knobs import KNOBS, PREFIX, infotext_value, written
@@ -53,14 +54,14 @@ def parse_verdict(d: dict, prefix: str = PREFIX, image: int = 0, segment: int = 
 
     label = get("verdict")
     if label not in ("clean", "memorized", "nonfinite"):
-        raise ValueError(f"{prefix} verdict must be clean, memorized or nonfinite; got {_brief(label)}")
+        raise ValueError(f"{prefix} verdict must be clean, memorized or nonfinite; got {brief(label)}")
     try:
         score = float(get("score"))
     except (TypeError, ValueError, OverflowError):
-        raise ValueError(f"{prefix} score must be a number; got {_brief(get('score'))}") from None
+        raise ValueError(f"{prefix} score must be a number; got {brief(get('score'))}") from None
     severity = get("severity", "none")
     if severity not in ("none", "mild", "strong"):
-        raise ValueError(f"{prefix} severity must be one of none, mild, strong; got {_brief(severity)}")
+        raise ValueError(f"{prefix} severity must be one of none, mild, strong; got {brief(severity)}")
     try:
         first = get("first step")
         first = None if first is None else int(first)
@@ -68,21 +69,15 @@ def parse_verdict(d: dict, prefix: str = PREFIX, image: int = 0, segment: int = 
         gap = get("cond gap")
         gap = None if gap is None else float(gap)
     except (TypeError, ValueError) as e:
-        raise ValueError(f"{prefix}: a step count or the cond gap is not a number ({_brief(str(e))})") from None
+        raise ValueError(f"{prefix}: a step count or the cond gap is not a number ({brief(str(e))})") from None
     notes = set(filter(None, str(get("notes", "")).split("+")))
     bad = notes - set(_NOTES)
     if bad:
-        raise ValueError(f"{prefix} notes: unknown note(s) {_brief(sorted(bad))}")
+        raise ValueError(f"{prefix} notes: unknown note(s) {brief(sorted(bad))}")
     return Verdict(image=image, segment=segment, steps=0, score=score,
                    flagged=label == "memorized" or get("severity") is not None, severity=severity,
                    first_step=first, steps_mitigated=mitigated, nonfinite=label == "nonfinite" or "nonfinite" in notes,
                    extrapolated="extrapolated" in notes, cond_gap=gap)
-
-
-def _brief(v) -> str:
-    from .knobs import brief
-
-    return brief(v)
 
 
 def prefix_for(index: int, hires: bool, segment: int = 0) -> str:

@@ -111,12 +111,6 @@ def titles() -> dict[str, str]:
 
 
 # ------------------------------------------------------------------------------------------------ values
-def brief(v, limit: int = 60) -> str:
-    """An untrusted value for a message: its repr, cut (never echoed whole)."""
-    r = repr(v) if not isinstance(v, int) or isinstance(v, bool) or abs(v) < 10 ** 30 else f"<{v.bit_length()}-bit int>"
-    return r if len(r) <= limit else r[:limit] + "…"
-
-
 def _bool(v):
     if isinstance(v, bool):
         return v

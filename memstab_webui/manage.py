@@ -34,11 +34,11 @@ def status(opts=None) -> str:
         why = family.unsupported(model)
         if why is not None:
             return f"Loaded model {what}: {why}."
-        hit, note = profiles.automatic(model, opts)
+        hit, note, reason = profiles.automatic(model, opts)
         if hit is None:
             return (f"Loaded model {what}: **not calibrated**, detection is off. Press **Calibrate this model** "
                     "below (about a minute per 50 reference generations on a GPU).")
-        return f"Loaded model {what}: automatic uses profile `{hit.name}`" + (f" ({note})." if note else ".")
+        return f"Loaded model {what}: automatic uses profile `{hit.name}` ({reason})."
     except Exception as e:
         return f"Status unavailable: {type(e).__name__}: {e}"
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from lib_memstab import ProfileError, ProfileStore
+from lib_memstab import ProfileError, ProfileNotFound, ProfileStore
 
 from . import family
 from .args import AUTOMATIC
@@ -49,20 +49,24 @@ def check_writable(folder: Path) -> None:
 
 
 def automatic(model, opts):
-    """(StoredProfile or None, note or None): by hash, else by family, else a "not calibrated" note."""
+    """(StoredProfile or None, note or None, reason). By hash, else by family, else a "not calibrated" note. The
+    note is also set when several profiles claimed this checkpoint (lib_memstab.ProfileStore.choose's rule), so the
+    image says which one judged it and why; ``reason`` always says how the choice was made."""
     st = store(opts)
     for h in family.hashes(model):
-        hit, _ = st.choose(h, None)
+        hit, reason = st.choose(h, None)
         if hit is not None:
-            return hit, None
+            contested = reason != f"calibrated on this model ({hit.name})"
+            return hit, (f"automatic chose {reason}" if contested else None), reason
     fam = family.family_of(model)
     if fam is not None:
-        hit, _ = st.choose(None, fam)
+        hit, reason = st.choose(None, fam)
         if hit is not None:
             return hit, (f"profile {hit.name} is from another checkpoint of the same family; calibrate this model "
-                         "for best results")
+                         "for best results"), reason
     h = family.short_hash(model)
-    return None, f"not calibrated for this model (hash {h or 'unknown'}): detection off; {CALIBRATE_HINT}"
+    note = f"not calibrated for this model (hash {h or 'unknown'}): detection off; {CALIBRATE_HINT}"
+    return None, note, note
 
 
 def resolve(choice: str, p, opts):
@@ -71,7 +75,7 @@ def resolve(choice: str, p, opts):
     model = getattr(p, "sd_model", None)
     if choice == AUTOMATIC:
         try:
-            hit, note = automatic(model, opts)
+            hit, note, _ = automatic(model, opts)
         except OSError as e:
             return None, "none", f"profile folder unreadable ({e}): detection off"
         return (hit.profile, hit.name, note) if hit is not None else (None, "none", note)
@@ -84,5 +88,7 @@ def resolve(choice: str, p, opts):
         return None, choice, f"profile {choice} not found in {st.folder}: detection off"
     try:
         return st.load(choice), choice, None
+    except ProfileNotFound:
+        return None, choice, f"profile {choice} not found in {st.folder}: detection off"
     except (ProfileError, OSError) as e:
         return None, choice, f"profile {choice} unusable ({e}): detection off"

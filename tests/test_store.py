@@ -43,7 +43,7 @@ def test_save_load_list_delete_export_import(tmp_path):
     assert set(listed) == {"one", "broken"} and listed["broken"].profile is None and "JSON" in listed["broken"].error
     text = store.export_json("one")
     store.import_json(text, "two")
-    assert store.load("two").to_dict() == p.to_dict()
+    assert store.load("two").to_dict() == {**p.to_dict(), "meta": {**p.meta, "origin": "import"}}  # stamped
     with pytest.raises(ProfileError, match="not valid JSON"):
         store.import_json("{", "three")
     bad = json.loads(text)

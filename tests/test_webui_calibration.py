@@ -8,27 +8,12 @@ import json
 import pytest
 import torch
 from webui_double.helpers import MEMORIZED, ORDINARY, images, memstab_keys, parse
+from webui_double.testing import ORDINARY_PROMPTS
 
 from lib_memstab import CalibrationInterrupted, Profile
 
 pytest_plugins = ["webui_double.testing"]
-ORDINARY_PROMPTS = [str(c) for c in range(101, 131)]  # the double's prompts are condition ids
 SMALL = {"width": 64, "height": 64, "steps": 12}
-
-
-@pytest.fixture
-def cal(tmp_path):
-    """A started host with an empty profile folder and a reference prompt file of ordinary conditions."""
-    from webui_double import Host
-
-    h = Host("a1111")
-    folder = tmp_path / "profiles"
-    prompts = tmp_path / "ref.txt"
-    prompts.write_text("# ordinary conditions\n" + "\n".join(ORDINARY_PROMPTS) + "\n")
-    h.shared.opts.data.update(memstab_profile_dir=str(folder), memstab_reference_prompts=str(prompts))
-    h.folder, h.prompts, h.tmp = folder, prompts, tmp_path
-    yield h
-    h.close()
 
 
 def calibrate(host, **req):
@@ -298,13 +283,13 @@ def test_16_channel_latents_are_not_supported_yet_and_say_so(cal, monkeypatch):
 
 @pytest.mark.parametrize("bad,msg", [({"n_prompts": 0}, "n_prompts must be a whole number"),
                                      ({"steps": "20"}, "steps must be a whole number"),
-                                     ({"cfg_scale": -1}, "cfg_scale must be a positive number"),
+                                     ({"cfg_scale": -1}, "cfg_scale must be a number in (0, 100]"),
                                      ({"seeds": [1, "2"]}, "seeds must be a count"),
                                      ({"sampler": "Nope"}, "unknown sampler 'Nope'"),
                                      ({"width": 100}, "width must be a multiple of 8"),
                                      ({"prompts_file": "/etc/passwd"}, "prompts_file must be a .txt file"),
                                      ({"prompts_file": "/nowhere/x.txt"}, "cannot read the reference prompts"),
-                                     ({"bogus": 1}, "unknown key(s) bogus")])
+                                     ({"bogus": 1}, "unknown key(s) 'bogus'")])
 def test_bad_requests(cal, bad, msg):
     from memstab_webui import calibrate as c
 
@@ -335,7 +320,8 @@ def test_api_routes(cal):
     assert [o["prompt"] for o in body["outliers"]] == [MEMORIZED] and body["profile"].startswith("log_sigma-indexed")
     assert body["meta"]["model_hash"] == "a1b2c3d4e5" and body["meta"]["cfg_scale"] == 7.5
     r = client.get("/memstab/v1/profiles").json()
-    assert r["automatic"] == {"name": "analytic-a1b2c3d4e5", "note": None}
+    assert r["automatic"] == {"name": "analytic-a1b2c3d4e5", "note": None,
+                              "reason": "calibrated on this model (analytic-a1b2c3d4e5)"}
     assert [(p["name"], p["usable"]) for p in r["profiles"]] == [("analytic-a1b2c3d4e5", True)]
     exported = client.get("/memstab/v1/profiles/analytic-a1b2c3d4e5").json()
     assert Profile.from_dict(exported).meta["model_hash"] == "a1b2c3d4e5"

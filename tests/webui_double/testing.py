@@ -78,3 +78,19 @@ def reforge_host(profile_dir):
 
 
 FIXTURES = {"a1111": "host", "forge": "forge_host", "reforge": "reforge_host"}
+
+
+ORDINARY_PROMPTS = [str(c) for c in range(101, 131)]  # the double's prompts are condition ids
+
+
+@pytest.fixture
+def cal(tmp_path):
+    """A started host with an empty profile folder and a reference prompt file of ordinary conditions."""
+    h = Host("a1111")
+    folder = tmp_path / "profiles"
+    prompts = tmp_path / "ref.txt"
+    prompts.write_text("# ordinary conditions\n" + "\n".join(ORDINARY_PROMPTS) + "\n")
+    h.shared.opts.data.update(memstab_profile_dir=str(folder), memstab_reference_prompts=str(prompts))
+    h.folder, h.prompts, h.tmp = folder, prompts, tmp_path
+    yield h
+    h.close()
