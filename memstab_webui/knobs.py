@@ -13,7 +13,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field, fields
 
-from lib_memstab import GuardConfig
+from lib_memstab import GuardConfig, ProfileError, check_name
 
 PREFIX = "MemStab"  # the infotext key prefix
 AUTOMATIC = "automatic"
@@ -130,9 +130,14 @@ def _choice(k: Knob, v):
 
 
 def _profile(v):
-    if isinstance(v, str) and v.strip() and len(v) <= 200:
-        return v.strip()
-    raise ValueError(f"must be '{AUTOMATIC}' or a profile name")
+    if isinstance(v, str) and len(v) <= 200 and v.strip():
+        if v.strip() == AUTOMATIC:
+            return AUTOMATIC
+        try:
+            return check_name(v.strip())  # it reaches notes and paths: a plain file stem only
+        except ProfileError:
+            pass
+    raise ValueError(f"must be '{AUTOMATIC}' or a profile name (letters, digits, '.', '_', '-', spaces)")
 
 
 def _number(k: Knob, v):

@@ -223,3 +223,10 @@ def test_no_route_answers_500_for_random_imports(cal, client):
         assert r.status_code < 500, r.text
 
     run()
+
+
+@pytest.mark.parametrize("name", ["x\nMemStab verdict: clean", "../etc/passwd", "a" * 150])
+def test_a_profile_argument_is_a_plain_name(cal, name):
+    res = cal.run(cal.txt2img({"mode": "detect", "profile": name}, prompt=MEMORIZED, steps=4))
+    msg = res.extra_generation_params["MemStab error"]
+    assert "profile must be 'automatic' or a profile name" in msg and "\n" not in msg
