@@ -12,25 +12,25 @@ from dataclasses import dataclass, field
 from lib_memstab import GuardConfig
 from lib_memstab.text import brief
 
-from .knobs import AUTOMATIC, BY_NAME, DICT_KEYS, KNOBS, MODE_LABELS, UI_ORDER, coerce
+from . import knobs as K
+from .knobs import AUTOMATIC, MODE_LABELS, UI_ORDER, coerce
 
-__all__ = ["AUTOMATIC", "DICT_KEYS", "MODE_LABELS", "UI_ORDER", "RunArgs", "parse", "setting_defaults",
-           "ui_defaults"]
+__all__ = ["AUTOMATIC", "MODE_LABELS", "UI_ORDER", "RunArgs", "parse", "setting_defaults", "ui_defaults"]
 MAX_UNKNOWN_SHOWN = 5
 
 
 def setting_defaults(opts) -> dict:
     """The values a job uses for what its arguments leave out: the Settings section, else the knob's default."""
     data = getattr(opts, "data", None) or {}
-    return {k.name: data.get(k.setting_key, k.default) if k.setting else k.default for k in KNOBS}
+    return {k.name: data.get(k.setting_key, k.default) if k.setting else k.default for k in K.KNOBS}
 
 
 def ui_defaults(opts) -> list:
     """What ui() shows before the user touches it, in ui() order (the API fills missing positions with these)."""
     d = setting_defaults(opts)
-    mode = BY_NAME["mode"]
+    mode = K.BY_NAME["mode"]
     d["mode"] = mode.choices.get(d["mode"], mode.choices[mode.default])
-    return [d[k] for k in UI_ORDER]
+    return [d[k] for k in K.UI_ORDER]
 
 
 @dataclass
@@ -55,24 +55,25 @@ def parse(args, opts=None, p=None) -> RunArgs:
     args = tuple(args or ())
     if args and isinstance(args[0], dict):
         given = dict(args[0])
-        unknown = [k for k in given if k not in BY_NAME]
+        unknown = [k for k in given if k not in K.BY_NAME]
         if unknown:
             shown = ", ".join(brief(k, 40) for k in unknown[:MAX_UNKNOWN_SHOWN])
             more = f" and {len(unknown) - MAX_UNKNOWN_SHOWN} more" if len(unknown) > MAX_UNKNOWN_SHOWN else ""
-            errors.append(f"unknown key(s) {shown}{more}; known: {', '.join(DICT_KEYS)}")
+            errors.append(f"unknown key(s) {shown}{more}; known: {', '.join(K.DICT_KEYS)}")
         given.setdefault("enabled", given.get("mode") != "off")  # sending a dict means "use it" unless said
-        vals.update({k: v for k, v in given.items() if k in BY_NAME})
+        vals.update({k: v for k, v in given.items() if k in K.BY_NAME})
     else:
-        if len(args) > len(UI_ORDER):
-            errors.append(f"{len(args)} positional arguments; at most {len(UI_ORDER)} ({', '.join(UI_ORDER)})")
-        vals.update(zip(UI_ORDER, args))
+        order = K.UI_ORDER
+        if len(args) > len(order):
+            errors.append(f"{len(args)} positional arguments; at most {len(order)} ({', '.join(order)})")
+        vals.update(zip(order, args))
     if p is not None:  # XYZ plot axes set these on each cell's p
-        for k in KNOBS:
+        for k in K.KNOBS:
             if k.xyz and hasattr(p, k.xyz_attr):
                 vals[k.name] = getattr(p, k.xyz_attr)
     out = RunArgs()
     ok = {}
-    for k in KNOBS:
+    for k in K.KNOBS:
         try:
             ok[k.name] = coerce(k, vals[k.name])
         except ValueError as e:
@@ -82,7 +83,7 @@ def parse(args, opts=None, p=None) -> RunArgs:
     out.plot = ok.get("plot", False)
     out.mode = ok.get("mode", out.mode)
     out.profile = ok.get("profile", out.profile)
-    guard = [k.name for k in KNOBS if k.guard]
+    guard = [k.name for k in K.KNOBS if k.guard]
     if all(n in ok for n in guard):
         try:
             out.config = GuardConfig(**{n: ok[n] for n in guard})

@@ -1,7 +1,8 @@
 """Calibrate the loaded model from the webui: reference generations through the host's own
 ``modules.processing.process_images`` (a txt2img p built from the user's sampler, steps, size and CFG), each watched
-by a lib_memstab.Recorder through the same step identification the guard uses (run.Run / run.Pass, the CFG callbacks
-and the sampler patches), then lib_memstab.run_calibration builds the profile and ProfileStore saves it.
+by a lib_memstab.Recorder through the same step identification the guard uses (a run.Run whose observer factory
+makes recorders, registered like a guarded job), then lib_memstab.run_calibration builds the profile and
+ProfileStore saves it.
 
 Our guard is off for these runs (p carries no scripts, so no script of ours or anyone else's runs); the recorder is
 the only observer. Progress goes through shared.state (job_count / job_no / textinfo, the host's sampling step), the

@@ -19,7 +19,8 @@ from lib_memstab import Verdict
 from lib_memstab.text import brief
 from lib_memstab.verdict import fmt_number
 
-from .knobs import KNOBS, PREFIX, infotext_value, written
+from . import knobs as K
+from .knobs import PREFIX, infotext_value, written
 
 SUMMARY_KEY = PREFIX
 NOTE_KEY = f"{PREFIX} note"
@@ -89,7 +90,7 @@ def job_values(values: dict, profile_name: str) -> dict[str, str]:
     """Job-wide keys (plain strings), the knobs' rule: mode and profile always, a threshold where it is not the
     default. ``values``: the parsed knob values (args.RunArgs.values)."""
     vals = {**values, "profile": profile_name}
-    return {k.infotext_key: infotext_value(k, vals[k.name]) for k in KNOBS
+    return {k.infotext_key: infotext_value(k, vals[k.name]) for k in K.KNOBS
             if k.name in vals and written(k, vals[k.name])}
 
 

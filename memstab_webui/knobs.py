@@ -94,10 +94,23 @@ KNOBS: tuple[Knob, ...] = (
          limits=(1, 10000)),
 )
 
-BY_NAME = {k.name: k for k in KNOBS}
-UI_ORDER = tuple(k.name for k in KNOBS if k.ui)
-DICT_KEYS = tuple(k.name for k in KNOBS)
-assert {k.name for k in KNOBS if k.guard} == {f.name for f in fields(GuardConfig)}, "every GuardConfig field is a knob"
+
+
+def derive() -> None:
+    """The lookups every consumer reads (as ``knobs.X``, at call time): the table is the one source."""
+    global BY_NAME, UI_ORDER, DICT_KEYS
+    BY_NAME = {k.name: k for k in KNOBS}
+    UI_ORDER = tuple(k.name for k in KNOBS if k.ui)
+    DICT_KEYS = tuple(k.name for k in KNOBS)
+    assert len(BY_NAME) == len(KNOBS), "knob names are unique"
+    assert {k.name for k in KNOBS if k.guard} == {f.name for f in fields(GuardConfig)}, \
+        "every GuardConfig field is a knob"
+
+
+BY_NAME: dict[str, Knob] = {}
+UI_ORDER: tuple[str, ...] = ()
+DICT_KEYS: tuple[str, ...] = ()
+derive()
 
 
 def titles() -> dict[str, str]:

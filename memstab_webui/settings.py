@@ -3,7 +3,8 @@ calibration, ADetailer, the log."""
 
 from __future__ import annotations
 
-from .knobs import AUTOMATIC, KNOBS
+from . import knobs as K
+from .knobs import AUTOMATIC
 
 SECTION = ("memstab", "Memorization guard")
 
@@ -39,7 +40,7 @@ def _knob_option(k):
 def options() -> dict:
     """key -> (default, label, component name, component args, info)."""
     return {
-        **{k.setting_key: _knob_option(k) for k in KNOBS if k.setting},
+        **{k.setting_key: _knob_option(k) for k in K.KNOBS if k.setting},
         "memstab_profile_dir": ("", "Profile folder (empty: the extension's profiles/ folder)", None, None, None),
         "memstab_calib_prompts": (50, "Calibration: reference prompts per run", "Slider",
                                   {"minimum": 2, "maximum": 500, "step": 1}, "the paper used 50"),

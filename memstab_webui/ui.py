@@ -9,8 +9,9 @@ import html
 import json
 
 from . import TITLE, profiles
+from . import knobs as K
 from .args import ui_defaults
-from .knobs import AUTOMATIC, KNOBS, UI_ORDER, coerce, paste_value, titles
+from .knobs import AUTOMATIC, coerce, paste_value, titles
 
 TITLES_CLASS = "memstab-titles"  # javascript/memstab_hints.js merges the knobs' tooltips from this element
 
@@ -25,7 +26,9 @@ def _control(gr, k, value, choices, eid):
     if k.kind == "number":
         lo, hi, step = k.slider
         return gr.Slider(lo, hi, value=value, step=step, label=k.label, elem_id=eid(k.name))
-    return gr.Checkbox(value, label=k.label, elem_id=eid(k.name))
+    if k.kind == "bool":
+        return gr.Checkbox(value, label=k.label, elem_id=eid(k.name))
+    raise ValueError(f"no control for a {k.kind!r} knob ({k.name}); give it ui=False or a case here")
 
 
 def _paste(gr, k, choices):
@@ -37,12 +40,10 @@ def _paste(gr, k, choices):
         v = paste_value(k, params)
         if k.kind == "profile" and v not in choices:
             return gr.update()
-        if k.kind == "number":
-            try:
-                return coerce(k, float(v))
-            except (TypeError, ValueError, OverflowError):  # a hand-edited infotext: keep the control as it is
-                return gr.update()
-        return v
+        try:
+            return coerce(k, float(v)) if k.kind == "number" else coerce(k, v) if k.kind == "bool" else v
+        except (TypeError, ValueError, OverflowError):  # a hand-edited infotext: keep the control as it is
+            return gr.update()
 
     return paste
 
@@ -58,10 +59,10 @@ def build(script, is_img2img: bool, opts=None) -> list:
         from modules import shared
 
         opts = shared.opts
-    d = dict(zip(UI_ORDER, ui_defaults(opts)))
+    d = dict(zip(K.UI_ORDER, ui_defaults(opts)))
     choices = [AUTOMATIC, *profiles.list_profiles(opts)]
     eid = script.elem_id
-    knobs = [k for k in KNOBS if k.ui and k.name != "enabled"]
+    knobs = [k for k in K.KNOBS if k.ui and k.name != "enabled"]
 
     def body():
         c = {k.name: _control(gr, k, d[k.name], choices, eid) for k in knobs}
@@ -84,7 +85,7 @@ def build(script, is_img2img: bool, opts=None) -> list:
         *[(c[k.name], _paste(gr, k, choices)) for k in knobs if k.infotext],
     ]
     script.paste_field_names = [k.infotext_key for k in knobs if k.infotext]
-    return [c[k] for k in UI_ORDER]
+    return [c[k] for k in K.UI_ORDER]
 
 
 # the host's own generation controls (A1111/Forge elem_ids), seen through Script.after_component: calibration uses

@@ -3,7 +3,7 @@ args.parse reads."""
 
 from __future__ import annotations
 
-from .knobs import KNOBS
+from . import knobs as K
 
 LABEL = "[MemStab]"
 
@@ -26,7 +26,7 @@ def _setter(attr):
 def axes() -> list[tuple]:
     """(label, type, setter attribute, choices or None) per axis."""
     out = []
-    for k in KNOBS:
+    for k in K.KNOBS:
         if not k.xyz:
             continue
         choices = ["True", "False"] if k.kind == "bool" else list(k.choices) if k.kind == "choice" else None

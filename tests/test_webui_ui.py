@@ -115,3 +115,37 @@ def test_ui_builds_under_gradio_4(host):
         assert all(e.startswith(f"script_{tab}_memorization_guard_") for e in b["elem_ids"]), name
         assert "memstabCalibrate" in b["calibrate_js"] and 8 in b["calibrate_inputs"], name  # task id + 2 + 5 host
         assert b["events"] >= 7 and b["reported"] == [], name
+
+
+def test_a_new_knob_is_one_entry(host, monkeypatch):
+    """What docs/development.md promises: append one Knob and the control, its tooltip, the Settings entry, the
+    argument parsing (dict and positional), the infotext key with its paste-back and the X/Y/Z axis all follow."""
+    from memstab_webui import args, infotext, knobs, settings, xyz
+
+    new = knobs.Knob("extra", "Extra switch", "bool", False, "A knob added by this test, to show it takes one entry.",
+                     setting="Default extra switch", infotext="extra", xyz=True)
+    monkeypatch.setattr(knobs, "KNOBS", (*knobs.KNOBS, new))
+    knobs.derive()
+    try:
+        assert knobs.UI_ORDER[-1] == "extra", "appended: positional API arguments keep their order"
+        assert "memstab_extra" in settings.options()
+        assert "[MemStab] Extra switch" in [a[0] for a in xyz.axes()]
+        assert knobs.titles()["Extra switch"].startswith("A knob added")
+        a = args.parse([{"mode": "detect", "extra": True}])
+        assert not a.errors and a.values["extra"] is True
+        b = args.parse([True, "Detect only", "automatic", 3, 14, 3, 0.2, False, True])
+        assert not b.errors and b.values["extra"] is True
+        assert infotext.job_values(a.values, "p")["MemStab extra"] == "True"
+        assert "MemStab extra" not in infotext.job_values(args.parse([{"mode": "detect"}]).values, "p")
+        s = host.script_class()
+        with gr.Blocks():
+            comps = s.ui(False)
+        assert comps[-1].label == "Extra switch" and isinstance(comps[-1], gr.Checkbox)
+        assert "MemStab extra" in s.paste_field_names
+        paste = dict((c.label, key) for c, key in s.infotext_fields if not isinstance(c, gr.Accordion))
+        assert paste["Extra switch"]({"MemStab mode": "detect", "MemStab extra": "True"}) is True
+        assert paste["Extra switch"]({"MemStab mode": "detect", "MemStab extra": "False"}) is False
+        assert paste["Extra switch"]({"MemStab mode": "detect"}) is False, "left out: the default"
+    finally:
+        monkeypatch.undo()
+        knobs.derive()
