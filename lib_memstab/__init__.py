@@ -20,7 +20,7 @@ from .guard import Guard
 from .observation import StepObservation, observe_step
 from .profile import MAX_PROFILE_BYTES, Profile, ProfileError, ProfileNotFound, check_meta, make_meta
 from .recorder import Recorder
-from .schedules import denoised_to_eps, eps_to_denoised, kdiff_to_vp, timestep_sigma, vp_to_kdiff
+from .schedules import denoised_to_eps, eps_to_denoised, timestep_sigma, vp_to_kdiff
 from .store import (
     DEFAULT_REFERENCE_PROMPTS,
     ORIGIN_CALIBRATION,
@@ -39,7 +39,7 @@ __all__ = [
     "ORIGIN_CALIBRATION", "ORIGIN_IMPORT", "CalibrationInterrupted", "CalibrationResult", "CalibrationTooLarge",
     "Guard", "GuardConfig", "Profile", "ProfileError", "ProfileNotFound", "ProfileStore", "Recorder",
     "StepObservation", "StoredProfile", "Verdict", "brief", "check_meta", "check_name", "denoised_to_eps",
-    "eps_to_denoised", "kdiff_to_vp", "make_meta", "observe_step", "profile_name", "read_prompts", "run_calibration",
+    "eps_to_denoised", "make_meta", "observe_step", "profile_name", "read_prompts", "run_calibration",
     "timestep_sigma", "vp_to_kdiff",
 ]
 __version__ = "0.1.0"

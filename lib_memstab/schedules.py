@@ -30,10 +30,6 @@ def vp_to_kdiff(z: torch.Tensor, alpha_cumprod) -> torch.Tensor:
     return z / _col(alpha_cumprod, z).sqrt()
 
 
-def kdiff_to_vp(x: torch.Tensor, alpha_cumprod) -> torch.Tensor:
-    return x * _col(alpha_cumprod, x).sqrt()
-
-
 def eps_to_denoised(x: torch.Tensor, eps: torch.Tensor, sigma) -> torch.Tensor:
     """x0_hat from an eps prediction at k-diffusion latent ``x`` (also valid for a VP latent with its own scaling:
     use ``vp_to_kdiff`` first)."""
