@@ -288,18 +288,17 @@ def calibrate(r: Request, opts=None, task: Task | None = None) -> Report:
     for k in ("width", "height"):
         if s[k] % 8:
             raise CalibrationError(f"{k} must be a multiple of 8; got {s[k]}")
-    name = r.name or profile_name(family.model_name(model), family.short_hash(model))
     store = profiles.store(opts)
     try:
-        store.path_for(name)
+        if r.name is not None:
+            store.path_for(r.name)
         profiles.check_writable(store.folder)  # before the long run, not after it
     except ProfileError as e:
         raise CalibrationError(str(e)) from None
     prompts, source = reference_prompts(r, opts)
-    meta = make_meta(origin=ORIGIN_CALIBRATION, model=family.model_name(model),
-                     model_hash=family.short_hash(model), **s, latent_channels=family.latent_channels(model),
-                     latent_scale=family.latent_scale(model), seeds=list(r.seeds), seed_stride=SEED_STRIDE,
+    meta = make_meta(origin=ORIGIN_CALIBRATION, **s, seeds=list(r.seeds), seed_stride=SEED_STRIDE,
                      prompts_source=source)
+    measured = MeasuredModel()
     state = shared.state
     with _queue_lock():
         state.begin(job="memstab_calibrate")
@@ -307,14 +306,41 @@ def calibrate(r: Request, opts=None, task: Task | None = None) -> Report:
             task.start()
         try:
             state.job_count = len(prompts) * len(r.seeds)
-            result = run_calibration(_generate(processing, state, s, len(r.seeds)), prompts, list(r.seeds),
-                                     should_stop=lambda: bool(state.interrupted or state.skipped),
+            result = run_calibration(_generate(processing, state, s, len(r.seeds), measured), prompts,
+                                     list(r.seeds), should_stop=lambda: bool(state.interrupted or state.skipped),
                                      progress=lambda k, n: _progress(state, k, n), meta=meta)
         finally:
             state.end()
+    result.profile.meta.update(measured.identity)  # the model the reference generations ran on
+    name = r.name or profile_name(measured.identity["model"], measured.identity["model_hash"])
     path = store.save(result.profile, name)
     outliers = [(label or "?", z) for _, label, z in result.outliers]
     return Report(name, path, result.generations, outliers, result.profile.describe(), result.profile, s)
+
+
+class MeasuredModel:
+    """The checkpoint the reference generations really ran on, taken from each generation's own ``p.sd_model``
+    (Forge keeps a placeholder in shared.sd_model until the first generation loads the real model, and after a
+    checkpoint switch the old one until the next generation). A profile is never labelled with a model the host
+    cannot identify, nor with one of two models."""
+
+    def __init__(self):
+        self.identity: dict = {}
+
+    def check(self, model) -> None:
+        ident = {"model": family.model_name(model), "model_hash": family.short_hash(model),
+                 "latent_channels": family.latent_channels(model), "latent_scale": family.latent_scale(model)}
+        why = family.unsupported(model)
+        if why is not None:
+            raise CalibrationError(f"cannot calibrate: {why}")
+        if model is None or ident["model_hash"] is None or ident["latent_scale"] is None:
+            raise CalibrationError("cannot tell which checkpoint was measured (the host gave no hash or latent "
+                                   "scale for the model the reference generation ran on); nothing was written. "
+                                   "Generate one image with the checkpoint, then calibrate again")
+        if self.identity and ident != self.identity:
+            raise CalibrationError(f"the checkpoint changed during calibration (from {self.identity['model']} to "
+                                   f"{ident['model']}); nothing was written")
+        self.identity = ident
 
 
 def _progress(state, k, n):
@@ -322,7 +348,7 @@ def _progress(state, k, n):
     state.textinfo = f"MemStab calibration: {k}/{n} reference generations"
 
 
-def _generate(processing, state, s, n_seeds):
+def _generate(processing, state, s, n_seeds, measured: MeasuredModel):
     count = [0]
 
     def generate(prompt, seed, observe):
@@ -339,6 +365,7 @@ def _generate(processing, state, s, n_seeds):
         run = Run(p, state.job_timestamp, recorder_observers(observe), RECORDER_NORM, "calibration")
         with Registration(run):
             processing.process_images(p)
+        measured.check(getattr(p, "sd_model", None))
         if run.unsupported is not None:
             raise CalibrationError(f"cannot calibrate: {family.unsupported_note(run.unsupported)}")
         if run.failure:

@@ -394,3 +394,74 @@ def test_panel_uses_the_hosts_generation_controls(cal):
     assert profile_choices["choices"] == ["automatic", "analytic-a1b2c3d4e5"] and stored["choices"] == \
         ["analytic-a1b2c3d4e5"]
     assert "automatic uses profile `analytic-a1b2c3d4e5`" in status
+
+
+class _Placeholder:
+    """Forge's FakeInitialModel as the adapter sees it: no checkpoint info, no hash, no latent scale."""
+
+    cond_stage_model = None
+    chunk_length = 75
+
+
+def _loading(host, *models):
+    """process_images that first loads the next model into shared.sd_model, as Forge does (processing.py:804)."""
+    orig, queue = host.processing.process_images, list(models)
+
+    def process_images(p):
+        if queue:
+            host.shared.sd_model = queue.pop(0) if len(queue) > 1 else queue[0]
+        p.sd_model = host.shared.sd_model  # A1111/Forge: a property returning shared.sd_model
+        return orig(p)
+
+    host.processing.process_images = process_images
+
+
+def test_calibrating_right_after_a_lazy_start_labels_the_real_model(cal):
+    real = cal.shared.sd_model
+    cal.shared.sd_model = _Placeholder()
+    _loading(cal, real)
+    rep = calibrate(cal, n_prompts=4)
+    assert rep.name == "analytic-a1b2c3d4e5"
+    meta = json.loads((cal.folder / "analytic-a1b2c3d4e5.json").read_text())["meta"]
+    assert (meta["model"], meta["model_hash"], meta["latent_scale"]) == ("analytic.safetensors", "a1b2c3d4e5", 0.18215)
+    k, _ = guarded(cal, MEMORIZED)
+    assert k["MemStab profile"] == "analytic-a1b2c3d4e5" and k["MemStab verdict"] == "memorized"
+
+
+def test_calibrating_after_a_checkpoint_switch_labels_the_new_one(cal):
+    old = cal.shared.sd_model  # still in shared.sd_model: Forge loads the switched checkpoint at the next job
+    new = type(old)()
+    new.sd_model_hash = new.sd_checkpoint_info.shorthash = "0123456789"
+    new.sd_checkpoint_info.name = "switched.safetensors"
+    _loading(cal, new)
+    rep = calibrate(cal, n_prompts=4)
+    assert rep.name == "switched-0123456789"
+    assert json.loads((cal.folder / f"{rep.name}.json").read_text())["meta"]["model_hash"] == "0123456789"
+
+
+def test_a_model_the_host_cannot_identify_is_refused_after_one_generation(cal):
+    """A host that never says which checkpoint ran (no hash, no latent scale): refused, not a profile that nothing
+    will ever match."""
+    from types import SimpleNamespace
+
+    from memstab_webui import calibrate as c
+
+    anonymous = type(cal.shared.sd_model)()
+    anonymous.sd_model_hash, anonymous.sd_checkpoint_info, anonymous.scale_factor = None, SimpleNamespace(), None
+    cal.shared.sd_model = anonymous
+    n = count_denoise(cal)
+    with pytest.raises(c.CalibrationError, match="cannot tell which checkpoint was measured"):
+        calibrate(cal, n_prompts=4)
+    assert 0 < n[0] <= SMALL["steps"] and not cal.folder.exists(), "refused after the first generation"
+
+
+def test_a_checkpoint_change_during_calibration_is_refused(cal):
+    from memstab_webui import calibrate as c
+
+    a = cal.shared.sd_model
+    b = type(a)()
+    b.sd_model_hash = b.sd_checkpoint_info.shorthash = "9999999999"
+    _loading(cal, a, b)
+    with pytest.raises(c.CalibrationError, match="the checkpoint changed during calibration"):
+        calibrate(cal, n_prompts=4)
+    assert not cal.folder.exists()
