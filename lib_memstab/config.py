@@ -6,6 +6,7 @@ import math
 from dataclasses import asdict, dataclass, fields
 
 MODES = ("off", "detect", "mitigate")
+VERDICT_RULES = ("calibrated", "paper")  # lib_memstab.rules
 
 
 @dataclass(frozen=True)
@@ -21,7 +22,10 @@ class GuardConfig:
     tau_strong: float = 14.0  # x0_hat z-score above which a flagged generation is a strong case
     gamma: float = 3.0  # half-width of the stability region, in reference standard deviations
     early_fraction: float = 0.2  # mild cases are corrected only in this first part of the schedule
-    score_window: int | str = "all"  # the detection score is the max over the first k steps, or over all steps
+    score_window: int | str = "all"  # the paper rule's score: the max over the first k steps, or over all steps
+    verdict: str = "calibrated"  # the final verdict: thresholds from the reference runs, or the paper's AND rule
+    fpr_suspicious: float = 0.02  # "suspicious" above the score that this share of reference generations exceed
+    fpr_memorized: float = 0.005  # "memorized" above the score that this share of reference generations exceed
 
     def __post_init__(self):
         if self.mode not in MODES:
@@ -35,6 +39,15 @@ class GuardConfig:
         ef = self.early_fraction
         if isinstance(ef, bool) or not isinstance(ef, (int, float)) or not (0.0 <= ef <= 1.0):
             raise ValueError(f"GuardConfig.early_fraction must be a number in [0, 1]; got {ef!r}")
+        if self.verdict not in VERDICT_RULES:
+            raise ValueError(f"GuardConfig.verdict must be one of {', '.join(VERDICT_RULES)}; got {self.verdict!r}")
+        for name in ("fpr_suspicious", "fpr_memorized"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not (0.0 <= v < 1.0):
+                raise ValueError(f"GuardConfig.{name} must be a number in [0, 1); got {v!r}")
+        if self.fpr_suspicious < self.fpr_memorized:
+            raise ValueError(f"GuardConfig.fpr_suspicious must be >= fpr_memorized ({self.fpr_memorized:g}); got "
+                             f"{self.fpr_suspicious!r}")
         sw = self.score_window
         if not (sw == "all" or (isinstance(sw, int) and not isinstance(sw, bool) and sw >= 1)):
             raise ValueError(f"GuardConfig.score_window must be 'all' or an integer >= 1; got {sw!r}")

@@ -16,7 +16,8 @@ from .correction import corrected_denoised
 from .dims import append_dims
 from .observation import as_sigma, observe_step
 from .profile import Profile
-from .verdict import Verdict
+from .rules import early_flag
+from .verdict import Verdict, final_verdict
 
 _INITIAL_CAPACITY = 64
 
@@ -76,9 +77,9 @@ class Guard:
         z = (torch.stack([update, obs.latent, obs.x0]) - mean).abs() / std  # [3, B]
         z_upd, z_x0 = z[0], z[2]
 
-        # detection, latched at the first step where both the update and x0_hat leave the region
+        # the early flag (the paper's rule, lib_memstab.rules), latched at its first step: it arms mitigation
         finite = obs.finite
-        new = ~seg.flagged & finite & (z_upd > cfg.tau_mild) & (z_x0 > cfg.tau_mild)
+        new = ~seg.flagged & finite & early_flag(z_upd, z_x0, cfg.tau_mild)
         seg.strong |= new & (z_x0 > cfg.tau_strong)
         seg.first = torch.where(new, torch.full_like(seg.first, i), seg.first)
         seg.flagged |= new
@@ -116,9 +117,11 @@ class Guard:
 
     # ------------------------------------------------------------------ results (the one host read-back)
     def verdicts(self) -> list[Verdict]:
-        """One verdict per image per segment, in segment order."""
+        """One verdict per image per segment, in segment order. The final verdict (lib_memstab.rules) is judged on
+        the whole pass; the early flag is what the guard latched while sampling."""
         out = []
-        window = self.config.score_window
+        cfg = self.config
+        window = cfg.score_window
         for seg in self.segments:
             n = seg.steps
             flat = torch.cat([seg.trace[:n].flatten(), seg.flagged.float(), seg.strong.float(), seg.first.float(),
@@ -129,18 +132,16 @@ class Guard:
             w = n if window == "all" else min(int(window), n)
             for j in range(b):
                 zu = trace[:, 0, j]
-                head = zu[:w]
-                finite_head = head[torch.isfinite(head)]
                 gap = trace[:w, 4, j]
                 gap = gap[torch.isfinite(gap)]
-                flagged = bool(flags[0, j])
+                early = bool(flags[0, j])
+                final = final_verdict(zu.tolist(), self.profile, cfg)
                 out.append(Verdict(
-                    image=j, segment=seg.index, steps=n,
-                    score=float(finite_head.max()) if finite_head.numel() else math.nan,
-                    flagged=flagged, severity=("strong" if flags[1, j] else "mild") if flagged else "none",
-                    first_step=int(flags[2, j]) if flagged else None, steps_mitigated=int(flags[3, j]),
+                    image=j, segment=seg.index, steps=n, flagged=final.pop("flagged", early),
+                    severity=("strong" if flags[1, j] else "mild") if early else "none",
+                    first_step=int(flags[2, j]) if early else None, steps_mitigated=int(flags[3, j]),
                     nonfinite=bool(flags[4, j]), extrapolated=bool(flags[5, j]),
                     cond_gap=float(gap.mean()) if gap.numel() else None,
                     z_update=zu.tolist(), z_latent=trace[:, 1, j].tolist(), z_x0=trace[:, 2, j].tolist(),
-                    mitigated=[k for k in range(n) if trace[k, 3, j] == 1]))
+                    mitigated=[k for k in range(n) if trace[k, 3, j] == 1], **final))
         return out

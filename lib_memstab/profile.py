@@ -28,7 +28,8 @@ from .observation import NORMS
 from .text import brief
 
 FORMAT = "memstab-profile"
-VERSION = 1
+VERSION = 2  # 2 adds reference_scores (the calibrated verdict); version 1 files still load and say they lack it
+READS = (1, 2)
 AXES = ("log_sigma", "step")
 STATISTICS = ("mean_std", "median_mad")
 QUANTITIES = ("update", "latent", "x0")
@@ -68,6 +69,9 @@ class Profile:
     count: list[int]  # reference observations per grid point
     reference_sigmas: list[float] = field(default_factory=list)  # the calibration schedule, high to low
     meta: dict = field(default_factory=dict)
+    # the whole-pass detection score (lib_memstab.rules.pass_score) of each reference trajectory, cross-fitted
+    # (each judged against a region built without it), sorted: the verdict's thresholds are quantiles of these
+    reference_scores: list[float] = field(default_factory=list)
 
     def __post_init__(self):
         _validate(self)
@@ -78,7 +82,8 @@ class Profile:
         return {"format": FORMAT, "version": VERSION, "axis": self.axis, "norm": self.norm,
                 "statistic": self.statistic, "grid": list(self.grid),
                 "stats": {q: {"mean": list(self.mean[q]), "std": list(self.std[q])} for q in QUANTITIES},
-                "count": list(self.count), "reference_sigmas": list(self.reference_sigmas), "meta": dict(self.meta)}
+                "count": list(self.count), "reference_sigmas": list(self.reference_sigmas),
+                "reference_scores": list(self.reference_scores), "meta": dict(self.meta)}
 
     @classmethod
     def from_dict(cls, d) -> Profile:
@@ -86,9 +91,9 @@ class Profile:
             raise ProfileError(f"a profile must be a JSON object; got {type(d).__name__}")
         if d.get("format") != FORMAT:
             raise ProfileError(f"not a memstab profile (format is {brief(d.get('format'))}, expected {FORMAT!r})")
-        if type(d.get("version")) is not int or d.get("version") != VERSION:
-            raise ProfileError(f"unsupported profile version {brief(d.get('version'))}; this build reads version "
-                               f"{VERSION}")
+        if type(d.get("version")) is not int or d.get("version") not in READS:
+            raise ProfileError(f"unsupported profile version {brief(d.get('version'))}; this build reads versions "
+                               f"{', '.join(map(str, READS))}")
         try:
             stats = d["stats"]
             if not isinstance(stats, dict):
@@ -98,6 +103,7 @@ class Profile:
                        std={q: _floats(_table(stats, q)["std"], f"{q} std") for q in QUANTITIES},
                        count=_ints(d["count"], "count"),
                        reference_sigmas=_floats(d.get("reference_sigmas", []), "reference_sigmas"),
+                       reference_scores=_floats(d.get("reference_scores", []), "reference_scores"),
                        meta=_meta(d.get("meta", {})))
         except KeyError as e:
             raise ProfileError(f"profile is missing the field {brief(e.args[0])}") from None
@@ -200,6 +206,13 @@ class Profile:
         tol = 1e-4 if self.axis == "log_sigma" else 0.5
         outside = (key < grid[0] - tol) | (key > grid[-1] + tol)
         return vals[0], vals[1], outside
+
+    def lacks(self) -> list[str]:
+        """What this profile cannot provide (an older calibration), in words for a note."""
+        out = []
+        if len(self.reference_scores) < 2:
+            out.append("calibrated verdict thresholds (it predates them: calibrate again)")
+        return out
 
     def describe(self) -> str:
         m = self.meta
@@ -433,4 +446,13 @@ def _validate(p: Profile) -> None:
             raise ProfileError(f"reference_sigmas must be finite and within [0, {SIGMA_RANGE[1]:g}]; got {brief(x)}")
     if any(b > a for a, b in zip(rs, rs[1:])):
         raise ProfileError("reference_sigmas must run from high to low noise")
+    sc = _list(p.reference_scores, "reference_scores")
+    if len(sc) > MAX_GRID_POINTS:
+        raise ProfileError(f"reference_scores holds {len(sc)} values; at most {MAX_GRID_POINTS}")
+    for x in sc:
+        if isinstance(x, float) and not math.isfinite(x):
+            raise ProfileError("reference_scores holds NaN or infinity")
+    _check_range(sc, "reference_scores", *STAT_RANGE, spread=True)
+    if any(b < a for a, b in zip(sc, sc[1:])):
+        raise ProfileError("reference_scores must be sorted (low to high)")
     check_meta(p.meta)

@@ -13,9 +13,11 @@ from collections import defaultdict
 import numpy as np
 import torch
 
+from .config import GuardConfig
 from .observation import NORMS, observe_step
 from .profile import AXES, QUANTITIES, STATISTICS, Profile, ProfileError
-from .verdict import Verdict
+from .rules import early_flag, pass_score
+from .verdict import Verdict, final_verdict
 
 _MAD_TO_STD = 1.4826  # MAD of a normal distribution times this is its standard deviation
 
@@ -65,39 +67,41 @@ class Recorder:
         self._rows, self._shape = [], None
 
     def build_profile(self, axis: str = "log_sigma", norm: str = "rms", statistic: str = "median_mad",
-                      meta: dict | None = None) -> Profile:
-        """Per grid point, the reference centre and spread of each norm (mean/std as the paper, or median/MAD)."""
+                      meta: dict | None = None, folds: int = 10) -> Profile:
+        """Per grid point, the reference centre and spread of each norm (mean/std as the paper, or median/MAD), and
+        each reference trajectory's whole-pass score judged against a region built without it (``folds``-fold
+        cross-fitting; leave-one-out below ``folds`` trajectories): the final verdict's thresholds are quantiles of
+        those, so they say how often an ordinary generation scores that high."""
         if axis not in AXES or norm not in NORMS or statistic not in STATISTICS:
             raise ValueError(f"axis in {AXES}, norm in {NORMS}, statistic in {STATISTICS}; got {axis}, {norm}, "
                              f"{statistic}")
         self.finish_run()
         if len(self.trajectories) < 2:
             raise ProfileError(f"need at least 2 finite reference trajectories; have {len(self.trajectories)}")
-        cells: dict[float, list[np.ndarray]] = defaultdict(list)
-        for t in self.trajectories:
-            keys, vals = t.values(axis, norm)
-            for k, v in zip(keys, vals):
-                cells[round(float(k), 4)].append(v)
-        grid = sorted(k for k, v in cells.items() if len(v) >= 2)
-        if len(grid) < 2:
-            raise ProfileError("the reference trajectories share fewer than 2 steps; record more runs of one schedule")
-        centre, spread = {q: [] for q in QUANTITIES}, {q: [] for q in QUANTITIES}
-        for k in grid:
-            v = np.stack(cells[k])  # [n, 3]
-            if statistic == "mean_std":
-                c, s = v.mean(0), v.std(0, ddof=1)
-            else:
-                c = np.median(v, 0)
-                s = _MAD_TO_STD * np.median(np.abs(v - c), 0)
-            for j, q in enumerate(QUANTITIES):
-                centre[q].append(float(c[j]))
-                spread[q].append(float(s[j]))
         longest = max(self.trajectories, key=lambda t: len(t.steps))
-        ref_sigmas = [float(s) for s in longest.steps[:, 0]]
         info = {"trajectories": len(self.trajectories), "steps": len(longest.steps),
                 "latent_shape": list(longest.shape), **(meta or {})}
-        return Profile(axis=axis, norm=norm, statistic=statistic, grid=grid, mean=centre, std=spread,
-                       count=[len(cells[k]) for k in grid], reference_sigmas=ref_sigmas, meta=info)
+        profile = _profile(self.trajectories, axis, norm, statistic, info)
+        profile.reference_scores = self.cross_fitted_scores(profile, folds)
+        return profile
+
+    def cross_fitted_scores(self, profile: Profile, folds: int = 10) -> list[float]:
+        """Sorted whole-pass scores of the reference trajectories, each against a profile of the other folds."""
+        n = len(self.trajectories)
+        k = min(int(folds), n)
+        out = []
+        for f in range(k):
+            rest = [t for i, t in enumerate(self.trajectories) if i % k != f]
+            try:
+                held_out = _profile(rest, profile.axis, profile.norm, profile.statistic, {})
+            except ProfileError:
+                continue  # this fold leaves too few shared steps; the others still count
+            for i in range(f, n, k):
+                z = self.z_scores(held_out, self.trajectories[i])
+                s = pass_score(z[0])
+                if math.isfinite(s):
+                    out.append(s)
+        return sorted(out)
 
     def outliers(self, profile: Profile, tau: float = 3.0) -> list[tuple[int, str | None, float]]:
         """Reference trajectories that leave the region of their own reference set: (index, label, max |z|).
@@ -108,19 +112,55 @@ class Recorder:
         """
         out = []
         for i, t in enumerate(self.trajectories):
-            v = self.judge(profile, t, tau)
-            worst = max(max(v.z_update), max(v.z_latent), max(v.z_x0))
+            worst = float(self.z_scores(profile, t).max())
             if worst > tau:
                 out.append((i, t.label, worst))
         return out
 
     @staticmethod
-    def judge(profile: Profile, t: Trajectory, tau: float = 3.0) -> Verdict:
+    def z_scores(profile: Profile, t: Trajectory) -> np.ndarray:
+        """[3, n] z-scores (update, latent, x0) of a trajectory against ``profile``, as the Guard computes them."""
         keys, vals = t.values(profile.axis, profile.norm)
         mean, std, _ = profile.lookup(torch.tensor(keys, dtype=torch.float32))
-        z = (np.abs(vals.T - mean.double().numpy()) / std.double().numpy())  # [3, n]
-        hit = (z[0] > tau) & (z[2] > tau)
+        return np.abs(vals.T - mean.double().numpy()) / std.double().numpy()
+
+    @staticmethod
+    def judge(profile: Profile, t: Trajectory, tau: float = 3.0, config: GuardConfig | None = None) -> Verdict:
+        """The verdict the Guard would give this trajectory in detect mode (same rules, lib_memstab.rules)."""
+        config = config or GuardConfig(tau_mild=tau)
+        z = Recorder.z_scores(profile, t)
+        hit = early_flag(z[0], z[2], config.tau_mild)
         first = int(np.argmax(hit)) if hit.any() else None
-        return Verdict(image=0, segment=0, steps=len(keys), score=float(z[0].max()), flagged=first is not None,
-                       severity="none" if first is None else "mild", first_step=first, steps_mitigated=0,
-                       z_update=z[0].tolist(), z_latent=z[1].tolist(), z_x0=z[2].tolist())
+        strong = first is not None and z[2, first] > config.tau_strong
+        final = final_verdict(z[0], profile, config)
+        return Verdict(image=0, segment=0, steps=z.shape[1], flagged=final.pop("flagged", first is not None),
+                       severity="none" if first is None else "strong" if strong else "mild", first_step=first,
+                       steps_mitigated=0, z_update=z[0].tolist(), z_latent=z[1].tolist(), z_x0=z[2].tolist(),
+                       **final)
+
+
+def _profile(trajectories: list[Trajectory], axis: str, norm: str, statistic: str, meta: dict) -> Profile:
+    """The region of these trajectories alone (no reference scores)."""
+    cells: dict[float, list[np.ndarray]] = defaultdict(list)
+    for t in trajectories:
+        keys, vals = t.values(axis, norm)
+        for k, v in zip(keys, vals):
+            cells[round(float(k), 4)].append(v)
+    grid = sorted(k for k, v in cells.items() if len(v) >= 2)
+    if len(grid) < 2:
+        raise ProfileError("the reference trajectories share fewer than 2 steps; record more runs of one schedule")
+    centre, spread = {q: [] for q in QUANTITIES}, {q: [] for q in QUANTITIES}
+    for k in grid:
+        v = np.stack(cells[k])  # [n, 3]
+        if statistic == "mean_std":
+            c, s = v.mean(0), v.std(0, ddof=1)
+        else:
+            c = np.median(v, 0)
+            s = _MAD_TO_STD * np.median(np.abs(v - c), 0)
+        for j, q in enumerate(QUANTITIES):
+            centre[q].append(float(c[j]))
+            spread[q].append(float(s[j]))
+    longest = max(trajectories, key=lambda t: len(t.steps))
+    return Profile(axis=axis, norm=norm, statistic=statistic, grid=grid, mean=centre, std=spread,
+                   count=[len(cells[k]) for k in grid], reference_sigmas=[float(s) for s in longest.steps[:, 0]],
+                   meta=meta)

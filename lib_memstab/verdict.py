@@ -14,48 +14,89 @@ class Verdict:
     image: int  # row in the batch
     segment: int  # 0 for the first sampling pass; a hires second pass (new latent shape) is 1, ...
     steps: int  # steps observed
-    score: float  # max |z| of the update norm over the score window
-    flagged: bool
-    severity: str  # "none" | "mild" | "strong"
-    first_step: int | None
+    score: float  # the score the verdict is judged on (calibrated: max update z over every step)
+    flagged: bool  # the final verdict is not clean
+    severity: str  # the early flag's: "none" | "mild" | "strong"
+    first_step: int | None  # the step the early flag (the paper's AND rule) fired at, which arms mitigation
     steps_mitigated: int
     nonfinite: bool = False
     extrapolated: bool = False  # some step lay outside the profile's range (statistics were clamped to its edge)
     cond_gap: float | None = None  # mean Wen et al. gap over the score window, when the host provided it
+    level: str = ""  # "clean" | "suspicious" | "memorized"; empty: from flagged (the paper rule)
+    rule: str = "paper"  # "calibrated" (thresholds from the reference runs) or "paper" (the AND rule)
+    thresholds: dict | None = None  # {"suspicious": t1, "memorized": t2} the score was compared with
+    thresholds_from: str = ""  # "reference runs", or why a fallback was used
     z_update: list[float] = field(default_factory=list)
     z_latent: list[float] = field(default_factory=list)
     z_x0: list[float] = field(default_factory=list)
     mitigated: list[int] = field(default_factory=list)  # step indices where a correction was applied
 
+    def __post_init__(self):
+        if not self.level:
+            self.level = "memorized" if self.flagged else "clean"
+
+    @property
+    def early_flag(self) -> bool:
+        return self.first_step is not None
+
     @property
     def label(self) -> str:
-        if self.nonfinite:
-            return "nonfinite"
-        return "memorized" if self.flagged else "clean"
+        return "nonfinite" if self.nonfinite else self.level
+
+    @property
+    def notes(self) -> list[str]:
+        return [n for n, on in (("extrapolated", self.extrapolated), ("nonfinite", self.nonfinite)) if on]
 
     def summary(self) -> str:
-        """One human-readable line, e.g. 'memorized (strong), score 17.25, first step 2, mitigated 6'."""
-        parts = [self.label + (f" ({self.severity})" if self.flagged else ""), f"score {fmt_number(self.score)}"]
-        if self.first_step is not None:
-            parts.append(f"first step {self.first_step}")
+        """One line, e.g. 'memorized, score 20.70 (suspicious > 3.10, memorized > 9.81), early flag at step 2
+        (strong), mitigated 6' or, for the paper rule, 'memorized (strong), score 17.25, first step 2'."""
+        if self.rule == "paper":
+            parts = [self.label + (f" ({self.severity})" if self.flagged else ""), f"score {fmt_number(self.score)}"]
+            if self.first_step is not None:
+                parts.append(f"first step {self.first_step}")
+        else:
+            th = self.thresholds or {}
+            bounds = f" (suspicious > {fmt_number(th.get('suspicious'))}, memorized > " \
+                     f"{fmt_number(th.get('memorized'))})" if th else ""
+            parts = [self.label, f"score {fmt_number(self.score)}{bounds}"]
+            if self.first_step is not None:
+                parts.append(f"early flag at step {self.first_step} ({self.severity})")
         if self.steps_mitigated:
             parts.append(f"mitigated {self.steps_mitigated}")
         if self.extrapolated:
             parts.append("extrapolated")
         return ", ".join(parts)
 
-    @property
-    def notes(self) -> list[str]:
-        return [n for n, on in (("extrapolated", self.extrapolated), ("nonfinite", self.nonfinite)) if on]
-
     def to_dict(self) -> dict:
         """The result without its per-step traces, in plain types (a host writes it in its own format)."""
-        return {"label": self.label, "score": self.score, "flagged": self.flagged, "severity": self.severity,
-                "first_step": self.first_step, "steps": self.steps, "steps_mitigated": self.steps_mitigated,
-                "cond_gap": self.cond_gap, "notes": self.notes, "image": self.image, "segment": self.segment}
+        return {"label": self.label, "level": self.level, "score": self.score, "flagged": self.flagged,
+                "rule": self.rule, "thresholds": dict(self.thresholds) if self.thresholds else None,
+                "thresholds_from": self.thresholds_from, "severity": self.severity, "first_step": self.first_step,
+                "steps": self.steps, "steps_mitigated": self.steps_mitigated, "cond_gap": self.cond_gap,
+                "notes": self.notes, "image": self.image, "segment": self.segment}
 
 
-def fmt_number(v: float, digits: int = 2) -> str:
+def final_verdict(z_update, profile, config) -> dict:
+    """The fields of the final verdict for one pass: score, level, flagged, rule, thresholds, thresholds_from. The
+    early flag is the caller's (the Guard latches it on the device; a recorder recomputes it from the trace)."""
+    from . import rules
+
+    if config.verdict == "paper":
+        return {"score": rules.pass_score(z_update, None if config.score_window == "all" else
+                                          int(config.score_window)), "rule": "paper"}
+    score = rules.pass_score(z_update)
+    if len(profile.reference_scores) >= 2:
+        th = rules.thresholds(profile.reference_scores, config.fpr_suspicious, config.fpr_memorized)
+        source = f"reference runs ({len(profile.reference_scores)})"
+    else:  # an older profile: the paper's own z thresholds, said so
+        th = {"suspicious": config.tau_mild, "memorized": config.tau_strong}
+        source = "tau_mild / tau_strong (the profile has no reference scores: calibrate again)"
+    lv = rules.level(score, th) if math.isfinite(score) else "clean"
+    return {"score": score, "level": lv, "flagged": lv != "clean", "rule": "calibrated", "thresholds": th,
+            "thresholds_from": source}
+
+
+def fmt_number(v: float | None, digits: int = 2) -> str:
     if v is None or not math.isfinite(v):
         return "nan"
     return f"{v:.{digits}f}" if digits == 2 else f"{v:.{digits}g}"

@@ -16,6 +16,7 @@ import re
 from collections.abc import Callable
 
 from lib_memstab import Verdict
+from lib_memstab.rules import LEVELS
 from lib_memstab.text import brief
 from lib_memstab.verdict import fmt_number
 
@@ -26,7 +27,7 @@ SUMMARY_KEY = PREFIX
 NOTE_KEY = f"{PREFIX} note"
 ERROR_KEY = f"{PREFIX} error"
 KEY_RE = re.compile(r"\w[\w \-/]+")  # what the webui's infotext parser reads back as a key (full match)
-VERDICT_FIELDS = ("verdict", "score", "severity", "first step", "mitigated steps", "cond gap", "notes")
+VERDICT_FIELDS = ("verdict", "score", "thresholds", "severity", "first step", "mitigated steps", "cond gap", "notes")
 _NOTES = ("extrapolated", "nonfinite")
 
 
@@ -35,7 +36,10 @@ def verdict_values(v: Verdict, prefix: str = PREFIX) -> dict[str, str]:
     """A verdict's compact infotext values, verdict first, under keys the webui reads back."""
     d = v.to_dict()
     out = {f"{prefix} verdict": d["label"], f"{prefix} score": fmt_number(d["score"])}
-    if v.flagged:
+    th = d["thresholds"]
+    if d["rule"] == "calibrated" and th:
+        out[f"{prefix} thresholds"] = f"{fmt_number(th['suspicious'])}/{fmt_number(th['memorized'])}"
+    if d["first_step"] is not None:  # the early flag (the paper's rule), which arms mitigation
         out[f"{prefix} severity"] = d["severity"]
         out[f"{prefix} first step"] = str(d["first_step"])
     if d["steps_mitigated"]:
@@ -54,8 +58,8 @@ def parse_verdict(d: dict, prefix: str = PREFIX, image: int = 0, segment: int = 
         return d.get(f"{prefix} {key}", default)
 
     label = get("verdict")
-    if label not in ("clean", "memorized", "nonfinite"):
-        raise ValueError(f"{prefix} verdict must be clean, memorized or nonfinite; got {brief(label)}")
+    if label not in (*LEVELS, "nonfinite"):
+        raise ValueError(f"{prefix} verdict must be one of {', '.join(LEVELS)} or nonfinite; got {brief(label)}")
     try:
         score = float(get("score"))
     except (TypeError, ValueError, OverflowError):
@@ -69,16 +73,24 @@ def parse_verdict(d: dict, prefix: str = PREFIX, image: int = 0, segment: int = 
         mitigated = int(get("mitigated steps", "0"))
         gap = get("cond gap")
         gap = None if gap is None else float(gap)
+        th = get("thresholds")
+        if th is not None:
+            lo, hi = (float(t) for t in str(th).split("/"))
+            th = {"suspicious": lo, "memorized": hi}
     except (TypeError, ValueError) as e:
-        raise ValueError(f"{prefix}: a step count or the cond gap is not a number ({brief(str(e))})") from None
+        raise ValueError(f"{prefix}: a step count, the cond gap or a threshold is not a number "
+                         f"({brief(str(e))})") from None
     notes = set(filter(None, str(get("notes", "")).split("+")))
     bad = notes - set(_NOTES)
     if bad:
         raise ValueError(f"{prefix} notes: unknown note(s) {brief(sorted(bad))}")
+    nonfinite = label == "nonfinite" or "nonfinite" in notes
+    level = label if label in LEVELS else ""
     return Verdict(image=image, segment=segment, steps=0, score=score,
-                   flagged=label == "memorized" or get("severity") is not None, severity=severity,
-                   first_step=first, steps_mitigated=mitigated, nonfinite=label == "nonfinite" or "nonfinite" in notes,
-                   extrapolated="extrapolated" in notes, cond_gap=gap)
+                   flagged=label in ("suspicious", "memorized") if th is not None else
+                   (label == "memorized" or get("severity") is not None), severity=severity, first_step=first,
+                   steps_mitigated=mitigated, nonfinite=nonfinite, extrapolated="extrapolated" in notes,
+                   cond_gap=gap, level=level, rule="calibrated" if th is not None else "paper", thresholds=th)
 
 
 def prefix_for(index: int, hires: bool, segment: int = 0) -> str:

@@ -32,6 +32,7 @@ class Knob:
     slider: tuple | None = None  # (min, max, step) of the control and the Settings slider
     limits: tuple | None = None  # (low, high): what an argument may carry at all, checked before any use
     choices: dict = field(default_factory=dict)  # value -> UI label (choice knobs)
+    aliases: dict = field(default_factory=dict)  # further accepted values (not offered in the UI) -> value
     choice_tips: dict = field(default_factory=dict)  # UI label -> tooltip
     setting: str | None = None  # Settings label (key memstab_<name>); None: no Settings entry
     infotext: str | None = None  # infotext key suffix ("MemStab <suffix>"); None: not written
@@ -65,7 +66,7 @@ KNOBS: tuple[Knob, ...] = (
          choice_tips={"Detect only": "Write the verdict; the image is bit-identical to the guard being off.",
                       "Detect and mitigate": "Images that are never flagged stay bit-identical; flagged ones are "
                                              "corrected step by step."},
-         setting="Default mode", infotext="mode", always_written=True, xyz=True),
+         aliases={"off": "off"}, setting="Default mode", infotext="mode", always_written=True, xyz=True),
     Knob("profile", "Profile", "profile", AUTOMATIC,
          "The stability region to compare against. automatic: the profile calibrated for the loaded checkpoint "
          "(matched by its hash); without one, detection is off and the infotext says so.",
@@ -90,8 +91,26 @@ KNOBS: tuple[Knob, ...] = (
          "Add one plot per image to the gallery: the three z-score traces against the region, the first flagged "
          "step and the mitigated steps.", setting="Add a stability plot image per image to the gallery by default"),
     Knob("score_window", "Score window", "window", _G.score_window,
-         "The detection score is the max over the first k steps, or over all steps.", ui=False, guard=True,
+         "The paper rule's score is the max over the first k steps, or over all steps.", ui=False, guard=True,
          limits=(1, 10000)),
+    # guard v2: the final verdict (lib_memstab.rules)
+    Knob("verdict", "Verdict", "choice", _G.verdict,
+         "Calibrated: the whole-pass score against the scores of the calibration's own ordinary generations, in "
+         "three levels (clean / suspicious / memorized). Paper: the paper's rule, memorized only where the update "
+         "and x0_hat leave the region at the same step (on the testbed it calls most copies clean).", guard=True,
+         choices={"calibrated": "Calibrated (reference runs)", "paper": "Paper (AND rule)"},
+         choice_tips={"Calibrated (reference runs)": "Thresholds from the reference generations: 'suspicious' above "
+                                                     "the score that 2 % of them exceed, 'memorized' above 0.5 %.",
+                      "Paper (AND rule)": "The paper's detection rule, kept for comparison."},
+         setting="Default verdict rule", infotext="rule", xyz="Verdict rule"),
+    Knob("fpr_suspicious", "Suspicious above (share of references)", "number", _G.fpr_suspicious,
+         "'suspicious' when the score exceeds what this share of the calibration's ordinary generations reached.",
+         guard=True, slider=(0, 0.2, 0.005), limits=(0.0, 0.999), setting="Default share of references above "
+         "'suspicious'", infotext="fpr suspicious"),
+    Knob("fpr_memorized", "Memorized above (share of references)", "number", _G.fpr_memorized,
+         "'memorized' when the score exceeds what this share of the calibration's ordinary generations reached.",
+         guard=True, slider=(0, 0.2, 0.005), limits=(0.0, 0.999), setting="Default share of references above "
+         "'memorized'", infotext="fpr memorized"),
 )
 
 
@@ -135,10 +154,10 @@ def _bool(v):
 
 
 def _choice(k: Knob, v):
-    labels = {**{lab.lower(): val for val, lab in k.choices.items()}, **{val: val for val in k.choices}, "off": "off"}
+    labels = {**{lab.lower(): val for val, lab in k.choices.items()}, **{val: val for val in k.choices}, **k.aliases}
     if isinstance(v, str) and len(v) <= 100 and v.strip().lower() in labels:
         return labels[v.strip().lower()]
-    names = ", ".join([*k.choices, "off"])
+    names = ", ".join([*k.choices, *k.aliases])
     raise ValueError(f"must be one of {names} (or the UI labels)")
 
 

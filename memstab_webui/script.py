@@ -61,8 +61,11 @@ def _process(p, script_args) -> None:
     verbosity = opts.data.get("memstab_log", "errors")
     run = Run(p, state.job_timestamp, guard_observers(prof, a.config), prof.norm,
               f"{name} ({prof.axis}, {len(prof.grid)} points)", verbosity, args=a)
-    if note:  # a profile of the same family stands in for this checkpoint's own
+    if note:  # a profile of the same family stands in for this checkpoint's own, or automatic had to choose
         run.results.note_job(note)
+    if a.config.verdict == "calibrated" and prof.lacks():
+        run.results.note_job(f"profile {name} has no {', '.join(prof.lacks())}; judged against tau_mild / "
+                             "tau_strong instead")
     Registration(run).open()
     infotext.publish(p, run.results, job)
     if verbosity == "debug":

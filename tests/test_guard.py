@@ -43,7 +43,7 @@ def test_detect_returns_the_very_tensor_and_off_does_nothing():
     ((1, 0, 20), False, "none"), ((2.9, 9, 2.9), False, "none"),
 ])
 def test_detection_needs_update_and_x0_out_of_region(z, flagged, severity):
-    g, x, d = guard_at(z, mode="detect")
+    g, x, d = guard_at(z, mode="detect", verdict="paper")
     g.observe(x, d, S0, S1)
     v = g.verdicts()[0]
     assert (v.flagged, v.severity) == (flagged, severity)
@@ -199,7 +199,7 @@ def test_half_precision_inputs():
 def test_score_window_and_cond_gap():
     x, d = batch(1)
     p = profile_at_z(x, d, S0, S1, (2, 0, 0))
-    g = Guard(p, GuardConfig(mode="detect", score_window=2))
+    g = Guard(p, GuardConfig(mode="detect", score_window=2, verdict="paper"))
     xs = [x, x, batch(1, r=1.0 + 10 * 0.05)[0]]  # the third step has a large update
     for i, xi in enumerate(xs):
         g.observe(xi, d, S0, S1, cond_gap=torch.tensor([float(i)]))
@@ -239,3 +239,28 @@ def test_new_segment_on_request_keeps_verdicts_apart():
     vs = g.verdicts()
     assert [(v.segment, v.image) for v in vs][:4] == [(0, 0), (0, 1), (0, 2), (1, 0)]
     assert vs[0].flagged and not vs[3].flagged
+
+
+@pytest.mark.parametrize("z,level", [((2.0, 0, 0), "clean"), ((5.0, 0, 0), "suspicious"), ((9.0, 0, 0), "memorized"),
+                                     ((9.0, 0, 9.0), "memorized")])
+def test_the_final_verdict_agrees_with_its_score(z, level):
+    """Calibrated rule: the whole-pass score against the reference runs' own scores; never 'clean' above the
+    suspicious threshold, whatever the early (AND) rule did."""
+    g, x, d = guard_at(z, mode="detect")
+    g.profile.reference_scores = sorted([1.0] * 97 + [3.0, 4.0, 8.0])  # 100 references
+    g.observe(x, d, S0, S1)
+    v = g.verdicts()[0]
+    assert v.thresholds == {"suspicious": 3.0, "memorized": 8.0}  # exceeded by 2 % and 0.5 % (none) of them
+    assert v.level == level and v.flagged == (level != "clean") and v.label == level
+    assert v.rule == "calibrated" and v.thresholds_from.startswith("reference runs (100)")
+    assert v.early_flag == (z[2] > 3) and (v.score > v.thresholds["suspicious"]) == v.flagged
+    assert g.verdicts()[1].level == "clean", "the images on the reference means"
+
+
+def test_a_profile_without_reference_scores_falls_back_to_tau_and_says_so():
+    g, x, d = guard_at((5.0, 0, 0), mode="detect")
+    assert g.profile.reference_scores == [] and g.profile.lacks()
+    g.observe(x, d, S0, S1)
+    v = g.verdicts()[0]
+    assert v.thresholds == {"suspicious": 3.0, "memorized": 14.0} and v.level == "suspicious"
+    assert "calibrate again" in v.thresholds_from and not v.early_flag

@@ -77,3 +77,40 @@ def test_shape_change_starts_a_new_trajectory():
         rec.observe(x, x * 0.5, 1.0, 0.5)
     rec.finish_run()
     assert [t.shape for t in rec.trajectories] == [(4, 2, 2)] * 2 + [(4, 4, 4)] * 2
+
+
+def test_reference_scores_are_cross_fitted_and_sorted():
+    """Each reference trajectory is scored against a region built without it, so an odd one out scores high (a
+    region that included it would have absorbed it), and the scores are the verdict's calibration."""
+    rng = np.random.default_rng(1)
+    rec = Recorder()
+    rates = rng.uniform(0.45, 0.55, 40)
+    rates[7] = 3.0  # one reference with a huge update
+    for r in rates:
+        for i, s in enumerate(SIGMAS):
+            d = torch.ones(1, 4, 2, 2)
+            rec.observe(d + s * r, d, s, SIGMAS[i + 1] if i + 1 < len(SIGMAS) else 0.0)
+        rec.finish_run()
+    p = rec.build_profile(folds=10)
+    assert len(p.reference_scores) == 40 and p.reference_scores == sorted(p.reference_scores)
+    assert p.reference_scores[-1] > 20 * p.reference_scores[-2], "the odd one out, judged without itself"
+    own = Recorder.z_scores(p, rec.trajectories[7])[0].max()
+    assert p.reference_scores[-1] >= own * 0.9
+    loo = rec.cross_fitted_scores(p, folds=1000)  # leave-one-out when folds exceed the trajectories
+    assert len(loo) == 40
+    assert p.lacks() == []
+
+
+def test_a_version_1_profile_loads_and_says_what_it_lacks():
+    rec = Recorder()
+    _record(rec, np.ones((len(SIGMAS), 3)), SIGMAS)
+    d = rec.build_profile().to_dict()
+    assert d["version"] == 2 and len(d["reference_scores"]) == 3
+    d["version"] = 1
+    del d["reference_scores"]
+    from lib_memstab import Profile
+
+    old = Profile.from_dict(d)
+    assert old.reference_scores == [] and "calibrated verdict thresholds" in old.lacks()[0]
+    with pytest.raises(ProfileError, match="sorted"):
+        Profile.from_dict({**d, "version": 2, "reference_scores": [2.0, 1.0]})

@@ -4,6 +4,7 @@ ADetailer-style nested passes, crashes, failures inside our hooks, chained patch
 import pytest
 import torch
 from webui_double.helpers import MEMORIZED, ORDINARY, images, memstab_keys, parse, run_of
+from webui_double.testing import PAPER  # noqa: E402
 
 from memstab_testbed.analytic import stored_image
 
@@ -24,15 +25,16 @@ def test_batch_size_and_batch_count_give_each_image_its_own_verdict(host):
     for i, text in enumerate(res.infotexts):
         assert memstab_keys(parse(res.infotext(p, i))) == memstab_keys(parse(text))
     summary = str(p.extra_generation_params["MemStab"])
-    assert summary.count("memorized") == 2 and summary.count("clean") == 2 and "40:" in summary and "43:" in summary
+    assert [ln.split(": ", 1)[1].split(",")[0] for ln in summary.split("; ")] == verdicts
+    assert "40:" in summary and "43:" in summary
     info = __import__("json").loads(res.js())
     assert info["extra_generation_params"]["MemStab"] == summary
     assert info["extra_generation_params"]["MemStab mode"] == "detect"
 
 
 def test_and_prompts(host):
-    res = host.run(host.txt2img({"mode": "detect"}, prompt=[f"{ORDINARY} AND {MEMORIZED}", ORDINARY], batch_size=2,
-                                steps=12))
+    res = host.run(host.txt2img({"mode": "detect", **PAPER}, prompt=[f"{ORDINARY} AND {MEMORIZED}", ORDINARY],
+                                batch_size=2, steps=12))
     a, b = keys_of(res)
     assert a["MemStab verdict"] == "memorized" and b["MemStab verdict"] == "clean"
     assert "MemStab cond gap" not in a, "with AND the cond rows are not one per image: no gap"
@@ -293,7 +295,8 @@ def test_nan_in_one_image_is_reported_for_that_image_only(host):
 
     model.denoise = nan_row0
     try:
-        res = host.run(host.txt2img({"mode": "mitigate"}, prompt=[ORDINARY, ORDINARY], batch_size=2, steps=8))
+        res = host.run(host.txt2img({"mode": "mitigate", **PAPER}, prompt=[ORDINARY, ORDINARY], batch_size=2,
+                                    steps=8))
     finally:
         model.denoise = orig
     a, b = keys_of(res)

@@ -15,6 +15,7 @@ from webui_double.helpers import (
     reproduces,
     run_of,
 )
+from webui_double.testing import PAPER, assert_agrees  # noqa: E402
 
 pytest_plugins = ["webui_double.testing"]
 
@@ -65,11 +66,16 @@ def test_off_callbacks_return_before_reading_params(host):
 @pytest.mark.parametrize("sampler", SAMPLERS)
 def test_detects_memorized_not_ordinary(request, variant, sampler):
     host = request.getfixturevalue("host" if variant == "a1111" else "forge_host")
-    res = host.run(host.txt2img({"mode": "detect"}, prompt=[MEMORIZED, ORDINARY], sampler_name=sampler,
+    res = host.run(host.txt2img({"mode": "detect", **PAPER}, prompt=[MEMORIZED, ORDINARY], sampler_name=sampler,
                                 batch_size=2, steps=20))
     mem, ordi = (memstab_keys(parse(t)) for t in res.infotexts)
     assert mem["MemStab verdict"] == "memorized" and mem["MemStab severity"] == "strong"
     assert ordi["MemStab verdict"] == "clean"
+    res = host.run(host.txt2img({"mode": "detect"}, prompt=[MEMORIZED, ORDINARY], sampler_name=sampler,
+                                batch_size=2, steps=20))
+    for k in (memstab_keys(parse(t)) for t in res.infotexts):  # calibrated: the level agrees with score and bounds
+        assert_agrees(k)
+    assert memstab_keys(parse(res.infotexts[0]))["MemStab verdict"] == "memorized"
     assert ("MemStab cond gap" in mem) == (variant == "a1111")  # Forge never calls on_cfg_denoised
     assert host.reported() == []
 

@@ -94,3 +94,20 @@ def cal(tmp_path):
     h.folder, h.prompts, h.tmp = folder, prompts, tmp_path
     yield h
     h.close()
+
+
+PAPER = {"verdict": "paper"}  # host-protocol tests that need a clean ordinary image use the paper rule: the analytic
+# model's ordinary trajectories are nearly deterministic, so the calibrated verdict's thresholds (the references' own
+# highest scores, from one sampler at 20 steps) are crossed by ordinary images of other samplers and step counts
+
+
+def assert_agrees(keys: dict, prefix: str = "MemStab") -> None:
+    """A calibrated verdict in the infotext agrees with its own score: above the memorized threshold it says
+    memorized, above the suspicious one at least suspicious, and never clean above a threshold."""
+    label, score = keys[f"{prefix} verdict"], float(keys[f"{prefix} score"])
+    lo, hi = (float(t) for t in keys[f"{prefix} thresholds"].split("/"))
+    def level(s):
+        return "memorized" if s > hi else "suspicious" if s > lo else "clean"
+
+    ok = {level(score - 0.006), level(score + 0.006), "nonfinite"}  # both are rounded to 2 decimals
+    assert label in ok, (label, score, lo, hi)

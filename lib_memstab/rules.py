@@ -1,0 +1,55 @@
+"""The guard's decisions, each written once and used by the Guard, the Recorder, the adapter and the benchmark.
+
+- ``early_flag``: the paper's per-step rule (update AND x0_hat z-scores above tau_mild), which arms mitigation. It
+  fires early or not at all, and on the testbed most copies never trip it (docs/findings.md).
+- ``pass_score``: the detection score of a whole pass, the max over its steps of the update z-score (the paper's
+  S_mem over every step).
+- ``thresholds`` / ``level``: the final verdict. Its thresholds are quantiles of the reference trajectories' own
+  cross-fitted scores (stored in the profile), so "memorized" means "scored above all but ``fpr_memorized`` of the
+  ordinary reference generations", and a score above a threshold is never called clean.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+
+LEVELS = ("clean", "suspicious", "memorized")
+RULES = ("calibrated", "paper")
+
+
+def early_flag(z_update: torch.Tensor, z_x0: torch.Tensor, tau_mild: float) -> torch.Tensor:
+    """Per row: both the update and the x0_hat leave the region at this step (the paper's AND rule)."""
+    return (z_update > tau_mild) & (z_x0 > tau_mild)
+
+
+def pass_score(z_update, window: int | None = None) -> float:
+    """Max finite update z-score over the first ``window`` steps (all when None); NaN when there is none."""
+    v = np.asarray(z_update, dtype=np.float64)[: window if window is not None else None]
+    v = v[np.isfinite(v)]
+    return float(v.max()) if v.size else math.nan
+
+
+def threshold_at(reference_scores: list[float], fpr: float) -> float:
+    """The smallest score that at most a share ``fpr`` of the reference scores exceed (an order statistic: with 50
+    references and fpr 0.01 it is their maximum)."""
+    s = sorted(reference_scores)
+    allowed = math.floor(fpr * len(s) + 1e-9)  # references that may lie above the threshold
+    return float(s[max(len(s) - 1 - allowed, 0)])
+
+
+def thresholds(reference_scores: list[float], fpr_suspicious: float, fpr_memorized: float) -> dict[str, float]:
+    """{"suspicious": t1, "memorized": t2} with t1 <= t2."""
+    t_mem = threshold_at(reference_scores, fpr_memorized)
+    return {"suspicious": min(threshold_at(reference_scores, fpr_suspicious), t_mem), "memorized": t_mem}
+
+
+def level(score: float, th: dict[str, float]) -> str:
+    """clean / suspicious / memorized: strictly above a threshold is that level; NaN is for the caller to name."""
+    if score > th["memorized"]:
+        return "memorized"
+    if score > th["suspicious"]:
+        return "suspicious"
+    return "clean"
