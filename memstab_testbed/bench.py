@@ -22,6 +22,8 @@ import numpy as np
 import torch
 
 from lib_memstab import Guard, GuardConfig, Profile, Recorder
+from lib_memstab.rules import early_flag
+from lib_memstab.verdict import final_verdict
 
 from . import data
 from . import model as M
@@ -171,10 +173,28 @@ def detection_row(run: Run, sc: np.ndarray, mem: set[str], faces: tuple[set[str]
 
 
 def flagged_share(z: np.ndarray, mask: np.ndarray, tau: float = 3.0, update_only: bool = False) -> float:
-    """Share of generations the guard's rule flags (update and x0_hat z above tau at one step), or, with
+    """Share of generations the paper's rule flags (lib_memstab.rules.early_flag at some step), or, with
     ``update_only``, that the update z alone would flag (the late-step signal the AND rule misses)."""
-    hit = ((z[:, 0] > tau) & ((z[:, 2] > tau) | update_only)).any(1)
+    hit = (early_flag(z[:, 0], z[:, 0] if update_only else z[:, 2], tau)).any(1)
     return float(hit[mask].mean()) if mask.any() else float("nan")
+
+
+def verdict_levels(z: np.ndarray, profile: Profile, config: GuardConfig | None = None) -> np.ndarray:
+    """The final verdict of every generation (lib_memstab.verdict.final_verdict: what the Guard reports)."""
+    config = config or GuardConfig()
+    return np.array([final_verdict(zi[0], profile, config).get("level", "") or "clean" for zi in z])
+
+
+def verdict_rates(levels: np.ndarray, copies: np.ndarray, ordinary: np.ndarray) -> dict:
+    """Copies = generations that reproduce a training image; ordinary = generations of ordinary prompts."""
+    def share(mask, which):
+        return float(np.isin(levels[mask], which).mean()) if mask.any() else float("nan")
+
+    return {"copies_memorized": share(copies, ["memorized"]), "copies_not_clean": share(copies, ["suspicious",
+                                                                                                  "memorized"]),
+            "ordinary_not_clean": share(ordinary, ["suspicious", "memorized"]),
+            "ordinary_memorized": share(ordinary, ["memorized"]), "copies": int(copies.sum()),
+            "ordinary": int(ordinary.sum())}
 
 
 # ---------------------------------------------------------------------------------------------- mitigation
@@ -251,6 +271,18 @@ def main(argv=None) -> dict:
                                 "ordinary": flagged_share(zs, ~is_mem, t, True)} for t in (3, 5, 8)}
 
     repro_off = reproduction(off.images, train)
+    copies, ordinary_gen = repro_off.numpy().astype(bool), ~is_mem
+    verdicts = []
+    for name, prof, cfg in [("calibrated, sigma profile (default)", "sigma", GuardConfig()),
+                            ("calibrated, step profile (paper form)", "step", GuardConfig()),
+                            ("paper AND rule, sigma profile", "sigma", GuardConfig(verdict="paper"))]:
+        if cfg.verdict == "paper":
+            hit = early_flag(z[prof][:, 0], z[prof][:, 2], cfg.tau_mild).any(1)
+            lv = np.where(hit, "memorized", "clean")
+        else:
+            lv = verdict_levels(z[prof], profs[prof], cfg)
+        th = final_verdict([0.0], profs[prof], cfg).get("thresholds")
+        verdicts.append({"verdict": name, "thresholds": th, **verdict_rates(lv, copies, ordinary_gen)})
     mit = [{"method": "none (CFG 7.5)", "images": off.images}]
     guards = {}
     for name, prof in [("guard, sigma profile", "sigma"), ("guard, step profile (paper form)", "step")]:
@@ -295,6 +327,9 @@ def main(argv=None) -> dict:
                     row[f"auc_all_{label}"] = auc(*_split(scores(run, zz, "all", "paper"), is_mem))
                     row[f"fpr_{label}"] = flagged_share(zz, ~is_mem)
                     row[f"tpr_{label}"] = flagged_share(zz, is_mem)
+                    lv = verdict_levels(zz, prof)
+                    row[f"vfpr_{label}"] = float((lv[~is_mem] != "clean").mean())
+                    row[f"vtpr_{label}"] = float((lv[is_mem] == "memorized").mean())
                 mp, ms = expand(mem_caps, plan.test_seeds)
                 g = Guard(profs["sigma"], GuardConfig(mode="mitigate"), steps=steps)
                 on = generate(model, mp, ms, s, _guard_hook(g))
@@ -306,11 +341,13 @@ def main(argv=None) -> dict:
     head = next(r for r in det if r["score"] == "paper score" and r["profile"] == "sigma" and r["window"] == 5)
     wen5 = next(r for r in det if r["score"].startswith("Wen") and r["window"] == 5)
     g_sigma = next(r for r in mit if r["method"] == "guard, sigma profile")
+    v_default = verdicts[0]
     headline = {"auc_first5": head["auc"], "tpr1_first5": head["tpr_nearest"], "wen_auc_first5": wen5["auc"],
+                "verdict_tpr": v_default["copies_memorized"], "verdict_fpr": v_default["ordinary_not_clean"],
                 "mr_off": mit[0]["mr_mem"], "mr_on": g_sigma["mr_mem"],
                 "nonmem_identical_share": g_sigma["ord_identical"], "overhead_ratio": overhead_ratio}
     seconds = time.time() - t_start
-    report = {"headline": headline, "detection": det, "mitigation": [{k: v for k, v in r.items()
+    report = {"headline": headline, "detection": det, "verdicts": verdicts, "mitigation": [{k: v for k, v in r.items()
                                                                        if k not in ("images", "verdicts")}
                                                                       for r in mit],
               "transfer": transfer, "per_step_auc": per_step, "flag_rates": {"memorized": tp_rate, "ordinary": fp_rate,
@@ -477,7 +514,21 @@ def write_docs(docs: Path, rep: dict, off: Run, guarded: Run, profs, z, is_mem, 
               "The update z-score alone, above tau at any step, would flag (memorized / ordinary): "
               + "; ".join(f"{t}: {_f(r['memorized'])} / {_f(r['ordinary'])}"
                           for t, r in rep["flag_rates"]["update_only"].items()) + ".",
-              "", "## Detection (Euler 50, CFG 7.5)", "",
+              "", "## Final verdict (Euler 50, CFG 7.5)", "",
+              "What the infotext says. *Calibrated*: the whole-pass score (max update z over every step) against the "
+              "reference trajectories' own cross-fitted scores; suspicious above what 2 % of them exceed, memorized "
+              f"above 0.5 % (with {n['reference']} references both are order statistics near the top). *Paper*: "
+              "memorized where the update and x0_hat z-scores exceed tau_mild (3) at the same step. Copies = "
+              "generations within the reproduction distance of a training image.", "",
+              "| verdict | thresholds (suspicious / memorized) | copies memorized | copies not clean | "
+              "ordinary not clean | ordinary memorized |", "|---|---|---|---|---|---|"]
+    for r in rep["verdicts"]:
+        th = r["thresholds"]
+        bounds = f"{th['suspicious']:.2f} / {th['memorized']:.2f}" if th else "-"
+        lines.append(f"| {r['verdict']} | {bounds} | {_f(r['copies_memorized'])} ({r['copies']}) | "
+                     f"{_f(r['copies_not_clean'])} | {_f(r['ordinary_not_clean'])} ({r['ordinary']}) | "
+                     f"{_f(r['ordinary_memorized'])} |")
+    lines += ["", "## Detection (Euler 50, CFG 7.5)", "",
               "TPR@1%FPR: *nearest* = the ROC point whose FPR is nearest 1 % (Ren, Jeon, Asthana); *below* = the last "
               f"point with FPR < 1 % (Wen). With {n['test'] - n['memorized']} negative generations "
               f"(per prompt: {len(data.ordinary_test_prompts()) + len(data.novel_prompts())}), one false positive is "
@@ -514,13 +565,16 @@ def write_docs(docs: Path, rep: dict, off: Run, guarded: Run, profs, z, is_mem, 
                   "generations the rule flags. The step-indexed profile is the paper's per-step table, applied by "
                   "step number. MR off / on: reproduction without and with the guard (Euler-50 sigma profile).", "",
                   "| sampler | steps | AUC5 euler50 | AUC5 own | AUC5 step-table | AUC all euler50 | AUC all own | "
-                  "FPR euler50 | FPR own | FPR step-table | TPR euler50 | TPR own | MR off | MR on |",
-                  "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+                  "FPR euler50 | FPR own | FPR step-table | TPR euler50 | TPR own | verdict FPR euler50 | verdict FPR "
+                  "own | verdict TPR euler50 | verdict TPR own | MR off | MR on |",
+                  "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
         for r in rep["transfer"]:
             lines.append(f"| {r['sampler']} | {r['steps']} | {_f(r['auc5_euler50'])} | {_f(r['auc5_own'])} | "
                          f"{_f(r['auc5_euler50_step'])} | {_f(r['auc_all_euler50'])} | {_f(r['auc_all_own'])} | "
                          f"{_f(r['fpr_euler50'])} | {_f(r['fpr_own'])} | {_f(r['fpr_euler50_step'])} | "
-                         f"{_f(r['tpr_euler50'])} | {_f(r['tpr_own'])} | {_f(r['mr_off'])} | {_f(r['mr_on'])} |")
+                         f"{_f(r['tpr_euler50'])} | {_f(r['tpr_own'])} | {_f(r['vfpr_euler50'])} | "
+                         f"{_f(r['vfpr_own'])} | {_f(r['vtpr_euler50'])} | {_f(r['vtpr_own'])} | {_f(r['mr_off'])} | "
+                         f"{_f(r['mr_on'])} |")
         lines.append("")
     sd = rep["sd_sized_overhead"]
     lines += ["## Cost", "",

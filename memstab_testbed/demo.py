@@ -66,7 +66,7 @@ def main(argv=None) -> dict:
     for i, (p, sd) in enumerate(zip(prompts, seeds)):
         v = guards["detect"][i]
         vm = guards["mitigate"][i]
-        rows.append({"prompt": p, "seed": sd, "memorized_caption": p in tg, "verdict": v.summary(),
+        rows.append({"prompt": p, "seed": sd, "memorized_caption": p in tg, "verdict": v.summary(), "level": v.label,
                      "mitigated_steps": vm.steps_mitigated, "reproduces_off": bool(near_off[i] < 0.15),
                      "reproduces_on": bool(near_on[i] < 0.15), "verdict_mitigate": vm.to_dict()})
         print(f"{p[:46]:<48} {sd:>4}  {rows[-1]['reproduces_off']!s:>14} -> {rows[-1]['reproduces_on']!s:<5}  "
@@ -76,9 +76,10 @@ def main(argv=None) -> dict:
     grid.save(a.out / "grid.png")
     (a.out / "verdicts.json").write_text(json.dumps(rows, indent=1))
     mem_rows = [r for r in rows if r["memorized_caption"]]
-    summary = {"memorized_flagged": sum("memorized (" in r["verdict"] for r in mem_rows),
+    summary = {"memorized_flagged": sum(r["level"] != "clean" for r in mem_rows),
                "memorized_total": len(mem_rows),
-               "ordinary_flagged": sum("memorized (" in r["verdict"] for r in rows if not r["memorized_caption"]),
+               "ordinary_flagged": sum(r["level"] != "clean" for r in rows if not r["memorized_caption"]),
+               "copies_called_clean": sum(r["level"] == "clean" for r in rows if r["reproduces_off"]),
                "reproduced_off": sum(r["reproduces_off"] for r in mem_rows),
                "reproduced_on": sum(r["reproduces_on"] for r in mem_rows)}
     print(f"\n{json.dumps(summary)}\nwrote {a.out / 'grid.png'} and {a.out / 'verdicts.json'}")
