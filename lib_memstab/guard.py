@@ -28,7 +28,8 @@ class _Segment:
     def __init__(self, shape: torch.Size, device: torch.device, capacity: int, index: int):
         b = shape[0]
         self.shape, self.index, self.steps = shape, index, 0
-        self.trace = torch.full((capacity, 5, b), math.nan, device=device)  # z update/latent/x0, active, cond gap
+        # per step: z update/latent/x0, active, cond gap, cond gap z
+        self.trace = torch.full((capacity, 6, b), math.nan, device=device)
         self.flagged = torch.zeros(b, dtype=torch.bool, device=device)
         self.strong = torch.zeros(b, dtype=torch.bool, device=device)
         self.first = torch.full((b,), -1, dtype=torch.long, device=device)
@@ -72,9 +73,9 @@ class Guard:
         p = self.profile
         obs = observe_step(x, denoised, sigma, sigma_next, p.norm)
         key = p.key_of(obs.sigma, i)
-        mean, std, outside = p.lookup(key)
+        mean, std, outside = p.lookup(key)  # [Q, B]: update, latent, x0 (and the cond gap where calibrated)
         update = obs.rate if p.axis == "log_sigma" else obs.update
-        z = (torch.stack([update, obs.latent, obs.x0]) - mean).abs() / std  # [3, B]
+        z = (torch.stack([update, obs.latent, obs.x0]) - mean[:3]).abs() / std[:3]  # [3, B]
         z_upd, z_x0 = z[0], z[2]
 
         # the early flag (the paper's rule, lib_memstab.rules), latched at its first step: it arms mitigation
@@ -89,7 +90,10 @@ class Guard:
         row = seg.row()
         row[0:3] = z
         if cond_gap is not None:
-            row[4] = torch.as_tensor(cond_gap, dtype=torch.float32, device=x.device).reshape(-1)
+            gap = torch.as_tensor(cond_gap, dtype=torch.float32, device=x.device).reshape(-1)
+            row[4] = gap
+            if p.has_gap:  # one-sided: a memorized prompt widens the gap
+                row[5] = (gap - mean[3]) / std[3]
         seg.steps += 1
         if cfg.mode != "mitigate":
             return denoised
@@ -100,8 +104,8 @@ class Guard:
         seg.mitigated += active.long()
         next_key = p.key_of(as_sigma(sigma_next, x), i + 1)
         next_mean, next_std, _ = p.lookup(next_key)
-        fixed = corrected_denoised(x, denoised, obs, mean, std, next_mean[1], next_std[1], cfg.gamma, seg.strong,
-                                   p.axis == "log_sigma", p.norm)
+        fixed = corrected_denoised(x, denoised, obs, mean[:3], std[:3], next_mean[1], next_std[1], cfg.gamma,
+                                   seg.strong, p.axis == "log_sigma", p.norm)
         return torch.where(append_dims(active, denoised.ndim), fixed.to(denoised.dtype), denoised)
 
     def new_segment(self) -> None:
@@ -127,8 +131,8 @@ class Guard:
             flat = torch.cat([seg.trace[:n].flatten(), seg.flagged.float(), seg.strong.float(), seg.first.float(),
                               seg.mitigated.float(), seg.nonfinite.float(), seg.extrapolated.float()]).cpu()
             b = seg.shape[0]
-            trace = flat[: n * 5 * b].view(n, 5, b)
-            flags = flat[n * 5 * b:].view(6, b)
+            trace = flat[: n * 6 * b].view(n, 6, b)
+            flags = flat[n * 6 * b:].view(6, b)
             w = n if window == "all" else min(int(window), n)
             for j in range(b):
                 zu = trace[:, 0, j]
@@ -143,5 +147,6 @@ class Guard:
                     nonfinite=bool(flags[4, j]), extrapolated=bool(flags[5, j]),
                     cond_gap=float(gap.mean()) if gap.numel() else None,
                     z_update=zu.tolist(), z_latent=trace[:, 1, j].tolist(), z_x0=trace[:, 2, j].tolist(),
+                    z_gap=trace[:, 5, j].tolist(),
                     mitigated=[k for k in range(n) if trace[k, 3, j] == 1], **final))
         return out

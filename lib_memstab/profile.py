@@ -33,6 +33,7 @@ READS = (1, 2)
 AXES = ("log_sigma", "step")
 STATISTICS = ("mean_std", "median_mad")
 QUANTITIES = ("update", "latent", "x0")
+GAP = "gap"  # optional: the Wen et al. cond gap ||D_cond - D_uncond|| / sigma, where the calibration's host gave it
 STD_FLOOR = 1e-5  # as in the reference re-implementation: a zero spread must not make every step infinitely far
 
 # Bounds on what a profile may hold: wide enough for any real sampler and calibration, narrow enough that every
@@ -81,7 +82,7 @@ class Profile:
     def to_dict(self) -> dict:
         return {"format": FORMAT, "version": VERSION, "axis": self.axis, "norm": self.norm,
                 "statistic": self.statistic, "grid": list(self.grid),
-                "stats": {q: {"mean": list(self.mean[q]), "std": list(self.std[q])} for q in QUANTITIES},
+                "stats": {q: {"mean": list(self.mean[q]), "std": list(self.std[q])} for q in self.quantities},
                 "count": list(self.count), "reference_sigmas": list(self.reference_sigmas),
                 "reference_scores": list(self.reference_scores), "meta": dict(self.meta)}
 
@@ -99,8 +100,8 @@ class Profile:
             if not isinstance(stats, dict):
                 raise ProfileError("stats must be an object")
             return cls(axis=d["axis"], norm=d["norm"], statistic=d["statistic"], grid=_floats(d["grid"], "grid"),
-                       mean={q: _floats(_table(stats, q)["mean"], f"{q} mean") for q in QUANTITIES},
-                       std={q: _floats(_table(stats, q)["std"], f"{q} std") for q in QUANTITIES},
+                       mean={q: _floats(_table(stats, q)["mean"], f"{q} mean") for q in _present(stats)},
+                       std={q: _floats(_table(stats, q)["std"], f"{q} std") for q in _present(stats)},
                        count=_ints(d["count"], "count"),
                        reference_sigmas=_floats(d.get("reference_sigmas", []), "reference_sigmas"),
                        reference_scores=_floats(d.get("reference_scores", []), "reference_scores"),
@@ -184,25 +185,37 @@ class Profile:
             return -math.inf
         return 0.5 * (math.log(sig[k - 1]) + math.log(sig[k]))  # early iff log sigma > this
 
+    @property
+    def quantities(self) -> tuple[str, ...]:
+        """The tracked quantities: update, latent, x0, and the cond gap where the calibration recorded it."""
+        return QUANTITIES + ((GAP,) if GAP in self.mean else ())
+
+    @property
+    def has_gap(self) -> bool:
+        return GAP in self.mean
+
     def tables(self, device) -> tuple[torch.Tensor, torch.Tensor]:
-        """Grid [G] and statistics [2, 3, G] (mean, std over update/latent/x0) on ``device``, built once per device."""
+        """Grid [G] and statistics [2, Q, G] (mean, std over update/latent/x0[/gap]) on ``device``, built once per
+        device."""
         key = str(device)
         if key not in self._tables:
             grid = torch.tensor(self.grid, dtype=torch.float32, device=device)
-            st = torch.tensor([[self.mean[q] for q in QUANTITIES], [self.std[q] for q in QUANTITIES]],
+            qs = self.quantities
+            st = torch.tensor([[self.mean[q] for q in qs], [self.std[q] for q in qs]],
                               dtype=torch.float32, device=device)
             st[1].clamp_(min=STD_FLOOR)
             self._tables[key] = (grid, st)
         return self._tables[key]
 
     def lookup(self, key: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Mean [3, B], std [3, B] at each key (linear interpolation), and whether the key lies outside the grid [B]."""
+        """Mean [Q, B], std [Q, B] at each key (linear interpolation; Q = len(quantities)), and whether the key lies
+        outside the grid [B]."""
         grid, st = self.tables(key.device)
         k = key.clamp(grid[0], grid[-1])
         hi = torch.searchsorted(grid, k.contiguous()).clamp(1, len(self.grid) - 1)
         lo = hi - 1
         w = ((k - grid[lo]) / (grid[hi] - grid[lo])).clamp(0, 1)
-        vals = st[:, :, lo] * (1 - w) + st[:, :, hi] * w  # [2, 3, B]
+        vals = st[:, :, lo] * (1 - w) + st[:, :, hi] * w  # [2, Q, B]
         tol = 1e-4 if self.axis == "log_sigma" else 0.5
         outside = (key < grid[0] - tol) | (key > grid[-1] + tol)
         return vals[0], vals[1], outside
@@ -294,6 +307,10 @@ def _read_limited(path: Path, follow_symlinks: bool) -> str:
         return data.decode("utf-8")
     except UnicodeDecodeError:
         raise ProfileError(f"profile {path} is not UTF-8 text") from None
+
+
+def _present(stats: dict) -> tuple[str, ...]:
+    return QUANTITIES + ((GAP,) if GAP in stats else ())
 
 
 def _table(stats: dict, q: str) -> dict:
@@ -424,7 +441,10 @@ def _validate(p: Profile) -> None:
     for name, table in (("mean", p.mean), ("std", p.std)):
         if not isinstance(table, dict):
             raise ProfileError(f"{name} must map each quantity to its values")
-    for q in QUANTITIES:
+        extra = set(table) - {*QUANTITIES, GAP}
+        if extra:
+            raise ProfileError(f"{name} holds unknown quantities {brief([str(q) for q in extra][:5])}")
+    for q in (*QUANTITIES, *([GAP] if GAP in p.mean or GAP in p.std else [])):
         for name, table in (("mean", p.mean), ("std", p.std)):
             if q not in table:
                 raise ProfileError(f"{q} {name} is missing")

@@ -15,7 +15,7 @@ import torch
 
 from .config import GuardConfig
 from .observation import NORMS, observe_step
-from .profile import AXES, QUANTITIES, STATISTICS, Profile, ProfileError
+from .profile import AXES, GAP, QUANTITIES, STATISTICS, Profile, ProfileError
 from .rules import early_flag, pass_score
 from .verdict import Verdict, final_verdict
 
@@ -23,7 +23,8 @@ _MAD_TO_STD = 1.4826  # MAD of a normal distribution times this is its standard 
 
 
 class Trajectory:
-    """One image's reference run: per step sigma, sigma_next, update, rate, latent, x0 (RMS), and its label."""
+    """One image's reference run: per step sigma, sigma_next, update, rate, latent, x0 (RMS), cond gap (NaN where the
+    host gave none), and its label."""
 
     def __init__(self, steps: np.ndarray, numel: int, shape: tuple, label: str | None):
         self.steps, self.numel, self.shape, self.label = steps, numel, shape, label
@@ -38,6 +39,10 @@ class Trajectory:
             vals = vals * math.sqrt(self.numel)
         return keys, vals
 
+    @property
+    def gaps(self) -> np.ndarray:
+        return self.steps[:, 6]
+
 
 class Recorder:
     def __init__(self):
@@ -50,19 +55,21 @@ class Recorder:
             self.finish_run()  # a new latent shape (hires second pass) is a new trajectory
         self._shape = x.shape
         o = observe_step(x, denoised, sigma, sigma_next, "rms")
-        self._rows.append(torch.stack([o.sigma, o.sigma_next, o.update, o.rate, o.latent, o.x0]))  # [6, B]
+        gap = (torch.full_like(o.x0, math.nan) if cond_gap is None else
+               torch.as_tensor(cond_gap, dtype=o.x0.dtype, device=o.x0.device).reshape(-1).expand_as(o.x0))
+        self._rows.append(torch.stack([o.sigma, o.sigma_next, o.update, o.rate, o.latent, o.x0, gap]))  # [7, B]
         return denoised
 
     def finish_run(self, labels: list[str] | None = None) -> None:
         """Close one sampling run; each image in it becomes one trajectory (non-finite ones are dropped)."""
         if not self._rows:
             return
-        data = torch.stack(self._rows).cpu().double().numpy()  # [n, 6, B]
+        data = torch.stack(self._rows).cpu().double().numpy()  # [n, 7, B]
         shape = tuple(self._shape[1:])
         numel = int(np.prod(shape))
         for b in range(data.shape[2]):
             steps = data[:, :, b]
-            if np.isfinite(steps).all():
+            if np.isfinite(steps[:, :6]).all():
                 self.trajectories.append(Trajectory(steps, numel, shape, labels[b] if labels else None))
         self._rows, self._shape = [], None
 
@@ -85,8 +92,9 @@ class Recorder:
         profile.reference_scores = self.cross_fitted_scores(profile, folds)
         return profile
 
-    def cross_fitted_scores(self, profile: Profile, folds: int = 10) -> list[float]:
-        """Sorted whole-pass scores of the reference trajectories, each against a profile of the other folds."""
+    def cross_fitted_scores(self, profile: Profile, folds: int = 10, score=None) -> list[float]:
+        """Sorted scores of the reference trajectories, each against a profile of the other folds. ``score(profile,
+        trajectory) -> float``; default: the whole-pass score (max update z)."""
         n = len(self.trajectories)
         k = min(int(folds), n)
         out = []
@@ -97,8 +105,8 @@ class Recorder:
             except ProfileError:
                 continue  # this fold leaves too few shared steps; the others still count
             for i in range(f, n, k):
-                z = self.z_scores(held_out, self.trajectories[i])
-                s = pass_score(z[0])
+                t = self.trajectories[i]
+                s = pass_score(self.z_scores(held_out, t)[0]) if score is None else score(held_out, t)
                 if math.isfinite(s):
                     out.append(s)
         return sorted(out)
@@ -122,7 +130,16 @@ class Recorder:
         """[3, n] z-scores (update, latent, x0) of a trajectory against ``profile``, as the Guard computes them."""
         keys, vals = t.values(profile.axis, profile.norm)
         mean, std, _ = profile.lookup(torch.tensor(keys, dtype=torch.float32))
-        return np.abs(vals.T - mean.double().numpy()) / std.double().numpy()
+        return np.abs(vals.T - mean[:3].double().numpy()) / std[:3].double().numpy()
+
+    @staticmethod
+    def gap_z(profile: Profile, t: Trajectory) -> np.ndarray:
+        """[n] one-sided z-score of the cond gap (a memorized prompt widens it); NaN without gap statistics."""
+        if not profile.has_gap:
+            return np.full(len(t.steps), np.nan)
+        keys, _ = t.values(profile.axis, profile.norm)
+        mean, std, _ = profile.lookup(torch.tensor(keys, dtype=torch.float32))
+        return (t.gaps - mean[3].double().numpy()) / std[3].double().numpy()
 
     @staticmethod
     def judge(profile: Profile, t: Trajectory, tau: float = 3.0, config: GuardConfig | None = None) -> Verdict:
@@ -142,22 +159,26 @@ class Recorder:
 def _profile(trajectories: list[Trajectory], axis: str, norm: str, statistic: str, meta: dict) -> Profile:
     """The region of these trajectories alone (no reference scores)."""
     cells: dict[float, list[np.ndarray]] = defaultdict(list)
+    with_gap = all(np.isfinite(t.gaps).all() for t in trajectories)  # the gap is kept only where every run has it
     for t in trajectories:
         keys, vals = t.values(axis, norm)
+        if with_gap:
+            vals = np.concatenate([vals, t.gaps[:, None]], 1)
         for k, v in zip(keys, vals):
             cells[round(float(k), 4)].append(v)
     grid = sorted(k for k, v in cells.items() if len(v) >= 2)
     if len(grid) < 2:
         raise ProfileError("the reference trajectories share fewer than 2 steps; record more runs of one schedule")
-    centre, spread = {q: [] for q in QUANTITIES}, {q: [] for q in QUANTITIES}
+    qs = QUANTITIES + ((GAP,) if with_gap else ())
+    centre, spread = {q: [] for q in qs}, {q: [] for q in qs}
     for k in grid:
-        v = np.stack(cells[k])  # [n, 3]
+        v = np.stack(cells[k])  # [n, Q]
         if statistic == "mean_std":
             c, s = v.mean(0), v.std(0, ddof=1)
         else:
             c = np.median(v, 0)
             s = _MAD_TO_STD * np.median(np.abs(v - c), 0)
-        for j, q in enumerate(QUANTITIES):
+        for j, q in enumerate(qs):
             centre[q].append(float(c[j]))
             spread[q].append(float(s[j]))
     longest = max(trajectories, key=lambda t: len(t.steps))

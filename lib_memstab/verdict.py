@@ -29,6 +29,7 @@ class Verdict:
     z_update: list[float] = field(default_factory=list)
     z_latent: list[float] = field(default_factory=list)
     z_x0: list[float] = field(default_factory=list)
+    z_gap: list[float] = field(default_factory=list)  # one-sided cond-gap z-scores (NaN where not measured)
     mitigated: list[int] = field(default_factory=list)  # step indices where a correction was applied
 
     def __post_init__(self):

@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from lib_memstab import Guard, GuardConfig, Profile, Recorder
-from lib_memstab.rules import early_flag
+from lib_memstab.rules import early_flag, threshold_at
 from lib_memstab.verdict import final_verdict
 
 from . import data
@@ -75,7 +75,7 @@ def record(model, prompts, seeds, s: Sampling, guard: Guard | None = None, time_
 
     def hook(x, d, sigma, sigma_next, gap):
         gaps.append(gap)
-        rec.observe(x, d, sigma, sigma_next)
+        rec.observe(x, d, sigma, sigma_next, gap)
         clock["steps"] += 1
         if guard is None:
             return d
@@ -179,6 +179,33 @@ def flagged_share(z: np.ndarray, mask: np.ndarray, tau: float = 3.0, update_only
     return float(hit[mask].mean()) if mask.any() else float("nan")
 
 
+EARLY_SIGNALS = ("update z", "cond gap z", "max of both")
+
+
+def early_score(profile: Profile, t, signal: str, fraction: float = 0.2) -> float:
+    """Max of an early signal over the first ``fraction`` of a trajectory's steps (the steering window)."""
+    n = max(1, round(fraction * len(t.steps)))
+    zu = Recorder.z_scores(profile, t)[0][:n]
+    zg = Recorder.gap_z(profile, t)[:n]
+    v = zu if signal == "update z" else zg if signal == "cond gap z" else np.fmax(zu, zg)
+    v = v[np.isfinite(v)]
+    return float(v.max()) if v.size else float("nan")
+
+
+def early_detection(ref: Recorder, profile: Profile, run: Run, is_mem: np.ndarray, fpr: float = 0.01) -> list[dict]:
+    """Candidate early flags: each signal's early score with its threshold set on the reference trajectories'
+    cross-fitted early scores (at most ``fpr`` of them above), as a calibration would set it."""
+    rows = []
+    for signal in EARLY_SIGNALS:
+        refs = ref.cross_fitted_scores(profile, score=lambda p, t, s=signal: early_score(p, t, s))
+        sc = np.array([early_score(profile, t, signal) for t in run.recorder.trajectories])
+        th = threshold_at(refs, fpr) if len(refs) >= 2 else float("nan")
+        rows.append({"signal": signal, "auc": auc(sc[is_mem], sc[~is_mem]),
+                     "tpr1": tpr_at_fpr(sc[is_mem], sc[~is_mem], 0.01, "nearest"), "threshold": th,
+                     "flag_tpr": float((sc[is_mem] > th).mean()), "flag_fpr": float((sc[~is_mem] > th).mean())})
+    return rows
+
+
 def verdict_levels(z: np.ndarray, profile: Profile, config: GuardConfig | None = None) -> np.ndarray:
     """The final verdict of every generation (lib_memstab.verdict.final_verdict: what the Guard reports)."""
     config = config or GuardConfig()
@@ -270,6 +297,8 @@ def main(argv=None) -> dict:
     update_only = {f"tau {t}": {"memorized": flagged_share(zs, is_mem, t, True),
                                 "ordinary": flagged_share(zs, ~is_mem, t, True)} for t in (3, 5, 8)}
 
+    early = [{"sampler": "euler", "steps": PRIMARY.steps, **r}
+             for r in early_detection(ref, profs["sigma"], off, is_mem)]
     repro_off = reproduction(off.images, train)
     copies, ordinary_gen = repro_off.numpy().astype(bool), ~is_mem
     verdicts = []
@@ -317,8 +346,12 @@ def main(argv=None) -> dict:
         for sampler in a.samplers.split(","):
             for steps in [int(v) for v in a.transfer_steps.split(",")]:
                 s = Sampling(sampler, steps, 7.5)
-                own = profiles_from(calibrate(model, s, plan), s)
+                own_ref = calibrate(model, s, plan)
+                own = profiles_from(own_ref, s)
                 run = off if (sampler, steps) == ("euler", 50) else record(model, test_p, test_s, s)
+                if steps == 20 and sampler in ("euler", "euler_a", "dpmpp_2m_karras"):  # the webui's defaults
+                    early += [{"sampler": sampler, "steps": steps, **r}
+                              for r in early_detection(own_ref, own["sigma"], run, is_mem)]
                 row = {"sampler": sampler, "steps": steps}
                 for label, prof in [("euler50", profs["sigma"]), ("own", own["sigma"]),
                                     ("euler50_step", profs["step"])]:
@@ -342,14 +375,15 @@ def main(argv=None) -> dict:
     wen5 = next(r for r in det if r["score"].startswith("Wen") and r["window"] == 5)
     g_sigma = next(r for r in mit if r["method"] == "guard, sigma profile")
     v_default = verdicts[0]
+    e_default = next(r for r in early if r["signal"] == "max of both")  # the primary run's
     headline = {"auc_first5": head["auc"], "tpr1_first5": head["tpr_nearest"], "wen_auc_first5": wen5["auc"],
                 "verdict_tpr": v_default["copies_memorized"], "verdict_fpr": v_default["ordinary_not_clean"],
+                "early_auc": e_default["auc"], "early_tpr1": e_default["tpr1"],
                 "mr_off": mit[0]["mr_mem"], "mr_on": g_sigma["mr_mem"],
                 "nonmem_identical_share": g_sigma["ord_identical"], "overhead_ratio": overhead_ratio}
     seconds = time.time() - t_start
-    report = {"headline": headline, "detection": det, "verdicts": verdicts, "mitigation": [{k: v for k, v in r.items()
-                                                                       if k not in ("images", "verdicts")}
-                                                                      for r in mit],
+    report = {"headline": headline, "detection": det, "verdicts": verdicts, "early": early,
+              "mitigation": [{k: v for k, v in r.items() if k not in ("images", "verdicts")} for r in mit],
               "transfer": transfer, "per_step_auc": per_step, "flag_rates": {"memorized": tp_rate, "ordinary": fp_rate,
                                                                          "update_only": update_only},
               "sd_sized_overhead": sd_ratio, "outliers": outliers, "seconds": seconds,
@@ -528,6 +562,17 @@ def write_docs(docs: Path, rep: dict, off: Run, guarded: Run, profs, z, is_mem, 
         lines.append(f"| {r['verdict']} | {bounds} | {_f(r['copies_memorized'])} ({r['copies']}) | "
                      f"{_f(r['copies_not_clean'])} | {_f(r['ordinary_not_clean'])} ({r['ordinary']}) | "
                      f"{_f(r['ordinary_memorized'])} |")
+    lines += ["", "## Early flag candidates (the steering window: the first 20 % of the steps)", "",
+              "Each signal's early score is its max over the window: the update z-score (as the guard computes it), "
+              "the one-sided z-score of the Wen et al. cond gap against the profile's gap statistics, or the larger "
+              "of the two. *flag*: the threshold a calibration would set, the score that at most 1 % of the "
+              "reference trajectories' cross-fitted early scores exceed; TPR / FPR over memorized / ordinary "
+              "prompts' generations. Each sampler uses a profile calibrated with itself.", "",
+              "| sampler | steps | signal | AUC | TPR@1% nearest | flag threshold | flag TPR | flag FPR |",
+              "|---|---|---|---|---|---|---|---|"]
+    for r in rep["early"]:
+        lines.append(f"| {r['sampler']} | {r['steps']} | {r['signal']} | {_f(r['auc'])} | {_f(r['tpr1'])} | "
+                     f"{_f(r['threshold'], 2)} | {_f(r['flag_tpr'])} | {_f(r['flag_fpr'])} |")
     lines += ["", "## Detection (Euler 50, CFG 7.5)", "",
               "TPR@1%FPR: *nearest* = the ROC point whose FPR is nearest 1 % (Ren, Jeon, Asthana); *below* = the last "
               f"point with FPR < 1 % (Wen). With {n['test'] - n['memorized']} negative generations "
