@@ -26,6 +26,7 @@ class GuardConfig:
     verdict: str = "calibrated"  # the final verdict: thresholds from the reference runs, or the paper's AND rule
     fpr_suspicious: float = 0.02  # "suspicious" above the score that this share of reference generations exceed
     fpr_memorized: float = 0.005  # "memorized" above the score that this share of reference generations exceed
+    fpr_early: float = 0.01  # the early flag fires above the early score that this share of references exceed
 
     def __post_init__(self):
         if self.mode not in MODES:
@@ -41,7 +42,7 @@ class GuardConfig:
             raise ValueError(f"GuardConfig.early_fraction must be a number in [0, 1]; got {ef!r}")
         if self.verdict not in VERDICT_RULES:
             raise ValueError(f"GuardConfig.verdict must be one of {', '.join(VERDICT_RULES)}; got {self.verdict!r}")
-        for name in ("fpr_suspicious", "fpr_memorized"):
+        for name in ("fpr_suspicious", "fpr_memorized", "fpr_early"):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, (int, float)) or not (0.0 <= v < 1.0):
                 raise ValueError(f"GuardConfig.{name} must be a number in [0, 1); got {v!r}")

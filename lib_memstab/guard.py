@@ -16,7 +16,7 @@ from .correction import corrected_denoised
 from .dims import append_dims
 from .observation import as_sigma, observe_step
 from .profile import Profile
-from .rules import early_flag
+from .rules import early_flag, early_kind, early_signal, threshold_at
 from .verdict import Verdict, final_verdict
 
 _INITIAL_CAPACITY = 64
@@ -34,6 +34,8 @@ class _Segment:
         self.strong = torch.zeros(b, dtype=torch.bool, device=device)
         self.first = torch.full((b,), -1, dtype=torch.long, device=device)
         self.mitigated = torch.zeros(b, dtype=torch.long, device=device)
+        self.early_hit = torch.zeros(b, dtype=torch.bool, device=device)  # guard v2's early flag, latched
+        self.early_first = torch.full((b,), -1, dtype=torch.long, device=device)
         self.nonfinite = torch.zeros(b, dtype=torch.bool, device=device)
         self.extrapolated = torch.zeros(b, dtype=torch.bool, device=device)
 
@@ -53,6 +55,10 @@ class Guard:
         self.segments: list[_Segment] = []
         self._capacity = max(8, int(steps)) if steps else _INITIAL_CAPACITY
         self._early = profile.early_limit(self.config.early_fraction)
+        # guard v2's early flag: thresholds on the references' early scores, in the window they were measured in
+        self._early_flag_limit = profile.early_limit(float(profile.meta.get("early_fraction", 0.2)))
+        self._t_early = {k: threshold_at(v, self.config.fpr_early) for k, v in profile.reference_early.items()
+                         if len(v) >= 2}
         self._force_new = False
 
     # ------------------------------------------------------------------ the per-step call
@@ -89,11 +95,20 @@ class Guard:
 
         row = seg.row()
         row[0:3] = z
+        z_gap = None
         if cond_gap is not None:
             gap = torch.as_tensor(cond_gap, dtype=torch.float32, device=x.device).reshape(-1)
             row[4] = gap
             if p.has_gap:  # one-sided: a memorized prompt widens the gap
-                row[5] = (gap - mean[3]) / std[3]
+                z_gap = row[5] = (gap - mean[3]) / std[3]
+        kind = early_kind(z_gap is not None)
+        if kind in self._t_early:
+            signal = early_signal(z_upd, z_gap) if z_gap is not None else z_upd
+            lim = self._early_flag_limit
+            window = key > lim if p.axis == "log_sigma" else key < lim
+            hit = ~seg.early_hit & finite & window & (signal > self._t_early[kind])
+            seg.early_first = torch.where(hit, torch.full_like(seg.early_first, i), seg.early_first)
+            seg.early_hit |= hit
         seg.steps += 1
         if cfg.mode != "mitigate":
             return denoised
@@ -129,10 +144,11 @@ class Guard:
         for seg in self.segments:
             n = seg.steps
             flat = torch.cat([seg.trace[:n].flatten(), seg.flagged.float(), seg.strong.float(), seg.first.float(),
-                              seg.mitigated.float(), seg.nonfinite.float(), seg.extrapolated.float()]).cpu()
+                              seg.mitigated.float(), seg.nonfinite.float(), seg.extrapolated.float(),
+                              seg.early_hit.float(), seg.early_first.float()]).cpu()
             b = seg.shape[0]
             trace = flat[: n * 6 * b].view(n, 6, b)
-            flags = flat[n * 6 * b:].view(6, b)
+            flags = flat[n * 6 * b:].view(8, b)
             w = n if window == "all" else min(int(window), n)
             for j in range(b):
                 zu = trace[:, 0, j]
@@ -147,6 +163,6 @@ class Guard:
                     nonfinite=bool(flags[4, j]), extrapolated=bool(flags[5, j]),
                     cond_gap=float(gap.mean()) if gap.numel() else None,
                     z_update=zu.tolist(), z_latent=trace[:, 1, j].tolist(), z_x0=trace[:, 2, j].tolist(),
-                    z_gap=trace[:, 5, j].tolist(),
+                    z_gap=trace[:, 5, j].tolist(), early_step=int(flags[7, j]) if flags[6, j] else None,
                     mitigated=[k for k in range(n) if trace[k, 3, j] == 1], **final))
         return out

@@ -73,6 +73,9 @@ class Profile:
     # the whole-pass detection score (lib_memstab.rules.pass_score) of each reference trajectory, cross-fitted
     # (each judged against a region built without it), sorted: the verdict's thresholds are quantiles of these
     reference_scores: list[float] = field(default_factory=list)
+    # the same for the early flag's score (lib_memstab.rules.early_signal, max over the first
+    # meta["early_fraction"] of the schedule): "update" (the update z alone) and, where the gap was recorded, "max"
+    reference_early: dict[str, list[float]] = field(default_factory=dict)
 
     def __post_init__(self):
         _validate(self)
@@ -84,7 +87,8 @@ class Profile:
                 "statistic": self.statistic, "grid": list(self.grid),
                 "stats": {q: {"mean": list(self.mean[q]), "std": list(self.std[q])} for q in self.quantities},
                 "count": list(self.count), "reference_sigmas": list(self.reference_sigmas),
-                "reference_scores": list(self.reference_scores), "meta": dict(self.meta)}
+                "reference_scores": list(self.reference_scores),
+                "reference_early": {k: list(v) for k, v in self.reference_early.items()}, "meta": dict(self.meta)}
 
     @classmethod
     def from_dict(cls, d) -> Profile:
@@ -105,6 +109,7 @@ class Profile:
                        count=_ints(d["count"], "count"),
                        reference_sigmas=_floats(d.get("reference_sigmas", []), "reference_sigmas"),
                        reference_scores=_floats(d.get("reference_scores", []), "reference_scores"),
+                       reference_early=_early(d.get("reference_early", {})),
                        meta=_meta(d.get("meta", {})))
         except KeyError as e:
             raise ProfileError(f"profile is missing the field {brief(e.args[0])}") from None
@@ -224,7 +229,11 @@ class Profile:
         """What this profile cannot provide (an older calibration), in words for a note."""
         out = []
         if len(self.reference_scores) < 2:
-            out.append("calibrated verdict thresholds (it predates them: calibrate again)")
+            out.append("calibrated verdict thresholds")
+        if len(self.reference_early.get("update", [])) < 2:
+            out.append("early-flag thresholds")
+        if out:
+            out[-1] += " (it predates them: calibrate again)"
         return out
 
     def describe(self) -> str:
@@ -307,6 +316,12 @@ def _read_limited(path: Path, follow_symlinks: bool) -> str:
         return data.decode("utf-8")
     except UnicodeDecodeError:
         raise ProfileError(f"profile {path} is not UTF-8 text") from None
+
+
+def _early(v) -> dict[str, list[float]]:
+    if not isinstance(v, dict) or set(v) - {"update", "max"}:
+        raise ProfileError("reference_early must be an object with the lists 'update' and optionally 'max'")
+    return {k: _floats(x, f"reference_early {k}") for k, x in v.items()}
 
 
 def _present(stats: dict) -> tuple[str, ...]:
@@ -475,4 +490,14 @@ def _validate(p: Profile) -> None:
     _check_range(sc, "reference_scores", *STAT_RANGE, spread=True)
     if any(b < a for a, b in zip(sc, sc[1:])):
         raise ProfileError("reference_scores must be sorted (low to high)")
+    if not isinstance(p.reference_early, dict) or set(p.reference_early) - {"update", "max"}:
+        raise ProfileError("reference_early must map 'update' (and optionally 'max') to sorted scores")
+    for k, v in p.reference_early.items():
+        ev = _list(v, f"reference_early {k}")
+        for x in ev:
+            if isinstance(x, float) and not math.isfinite(x):
+                raise ProfileError(f"reference_early {k} holds NaN or infinity")
+        _check_range(ev, f"reference_early {k}", *STAT_RANGE, spread=True)
+        if any(b < a for a, b in zip(ev, ev[1:])):
+            raise ProfileError(f"reference_early {k} must be sorted (low to high)")
     check_meta(p.meta)

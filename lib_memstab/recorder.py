@@ -16,10 +16,11 @@ import torch
 from .config import GuardConfig
 from .observation import NORMS, observe_step
 from .profile import AXES, GAP, QUANTITIES, STATISTICS, Profile, ProfileError
-from .rules import early_flag, pass_score
+from .rules import early_flag, early_signal, pass_score
 from .verdict import Verdict, final_verdict
 
 _MAD_TO_STD = 1.4826  # MAD of a normal distribution times this is its standard deviation
+EARLY_FRACTION = 0.2  # the early flag's window when meta does not say: the paper's k = 10 of 50 steps
 
 
 class Trajectory:
@@ -88,9 +89,29 @@ class Recorder:
         longest = max(self.trajectories, key=lambda t: len(t.steps))
         info = {"trajectories": len(self.trajectories), "steps": len(longest.steps),
                 "latent_shape": list(longest.shape), **(meta or {})}
+        info.setdefault("early_fraction", EARLY_FRACTION)
         profile = _profile(self.trajectories, axis, norm, statistic, info)
         profile.reference_scores = self.cross_fitted_scores(profile, folds)
+        frac = float(info["early_fraction"])
+        kinds = ["update"] + (["max"] if profile.has_gap else [])
+        profile.reference_early = {
+            kind: self.cross_fitted_scores(profile, folds, lambda p, t, kind=kind: self.early_score(p, t, frac, kind))
+            for kind in kinds}
         return profile
+
+    @staticmethod
+    def early_score(profile: Profile, t: Trajectory, fraction: float = 0.2, kind: str = "max") -> float:
+        """Max of the early signal over the steps before the profile's early limit (as the Guard's window):
+        ``kind`` "max" (update z or cond-gap z, lib_memstab.rules.early_signal), "update", or "gap" (the cond-gap z
+        alone, for comparison)."""
+        keys, _ = t.values(profile.axis, profile.norm)
+        limit = profile.early_limit(fraction)
+        inside = keys > limit if profile.axis == "log_sigma" else keys < limit
+        zu = Recorder.z_scores(profile, t)[0]
+        zg = Recorder.gap_z(profile, t)
+        v = early_signal(zu, zg) if kind == "max" else zg if kind == "gap" else zu
+        v = v[inside & np.isfinite(v)]
+        return float(v.max()) if v.size else math.nan
 
     def cross_fitted_scores(self, profile: Profile, folds: int = 10, score=None) -> list[float]:
         """Sorted scores of the reference trajectories, each against a profile of the other folds. ``score(profile,

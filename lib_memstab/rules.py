@@ -1,5 +1,7 @@
 """The guard's decisions, each written once and used by the Guard, the Recorder, the adapter and the benchmark.
 
+- ``early_signal``: guard v2's early flag, the larger of the update and cond-gap z-scores, against a threshold set
+  like the verdict's on the references' early scores (the first ``early_fraction`` of the schedule).
 - ``early_flag``: the paper's per-step rule (update AND x0_hat z-scores above tau_mild), which arms mitigation. It
   fires early or not at all, and on the testbed most copies never trip it (docs/findings.md).
 - ``pass_score``: the detection score of a whole pass, the max over its steps of the update z-score (the paper's
@@ -23,6 +25,19 @@ RULES = ("calibrated", "paper")
 def early_flag(z_update: torch.Tensor, z_x0: torch.Tensor, tau_mild: float) -> torch.Tensor:
     """Per row: both the update and the x0_hat leave the region at this step (the paper's AND rule)."""
     return (z_update > tau_mild) & (z_x0 > tau_mild)
+
+
+def early_signal(z_update, z_gap):
+    """The early flag's per-step signal: the larger of the update z and the one-sided cond-gap z where the gap was
+    measured (A1111), the update z alone elsewhere (Forge, reForge, AND prompts). Torch or numpy, elementwise."""
+    if isinstance(z_update, torch.Tensor):
+        return torch.where(torch.isfinite(z_gap), torch.maximum(z_update, z_gap), z_update)
+    return np.where(np.isfinite(z_gap), np.fmax(z_update, z_gap), z_update)
+
+
+def early_kind(has_gap: bool) -> str:
+    """Which reference early scores apply: with the cond gap, or the update alone."""
+    return "max" if has_gap else "update"
 
 
 def pass_score(z_update, window: int | None = None) -> float:

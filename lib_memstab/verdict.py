@@ -30,6 +30,7 @@ class Verdict:
     z_latent: list[float] = field(default_factory=list)
     z_x0: list[float] = field(default_factory=list)
     z_gap: list[float] = field(default_factory=list)  # one-sided cond-gap z-scores (NaN where not measured)
+    early_step: int | None = None  # guard v2's early flag (rules.early_signal above its calibrated threshold)
     mitigated: list[int] = field(default_factory=list)  # step indices where a correction was applied
 
     def __post_init__(self):
@@ -60,8 +61,10 @@ class Verdict:
             bounds = f" (suspicious > {fmt_number(th.get('suspicious'))}, memorized > " \
                      f"{fmt_number(th.get('memorized'))})" if th else ""
             parts = [self.label, f"score {fmt_number(self.score)}{bounds}"]
+            if self.early_step is not None:
+                parts.append(f"early flag at step {self.early_step}")
             if self.first_step is not None:
-                parts.append(f"early flag at step {self.first_step} ({self.severity})")
+                parts.append(f"paper flag at step {self.first_step} ({self.severity})")
         if self.steps_mitigated:
             parts.append(f"mitigated {self.steps_mitigated}")
         if self.extrapolated:
@@ -72,7 +75,8 @@ class Verdict:
         """The result without its per-step traces, in plain types (a host writes it in its own format)."""
         return {"label": self.label, "level": self.level, "score": self.score, "flagged": self.flagged,
                 "rule": self.rule, "thresholds": dict(self.thresholds) if self.thresholds else None,
-                "thresholds_from": self.thresholds_from, "severity": self.severity, "first_step": self.first_step,
+                "thresholds_from": self.thresholds_from, "early_step": self.early_step, "severity": self.severity,
+                "first_step": self.first_step,
                 "steps": self.steps, "steps_mitigated": self.steps_mitigated, "cond_gap": self.cond_gap,
                 "notes": self.notes, "image": self.image, "segment": self.segment}
 

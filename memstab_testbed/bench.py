@@ -179,26 +179,17 @@ def flagged_share(z: np.ndarray, mask: np.ndarray, tau: float = 3.0, update_only
     return float(hit[mask].mean()) if mask.any() else float("nan")
 
 
-EARLY_SIGNALS = ("update z", "cond gap z", "max of both")
-
-
-def early_score(profile: Profile, t, signal: str, fraction: float = 0.2) -> float:
-    """Max of an early signal over the first ``fraction`` of a trajectory's steps (the steering window)."""
-    n = max(1, round(fraction * len(t.steps)))
-    zu = Recorder.z_scores(profile, t)[0][:n]
-    zg = Recorder.gap_z(profile, t)[:n]
-    v = zu if signal == "update z" else zg if signal == "cond gap z" else np.fmax(zu, zg)
-    v = v[np.isfinite(v)]
-    return float(v.max()) if v.size else float("nan")
+EARLY_SIGNALS = {"update z": "update", "cond gap z": "gap", "max of both": "max"}  # -> Recorder.early_score kind
 
 
 def early_detection(ref: Recorder, profile: Profile, run: Run, is_mem: np.ndarray, fpr: float = 0.01) -> list[dict]:
-    """Candidate early flags: each signal's early score with its threshold set on the reference trajectories'
-    cross-fitted early scores (at most ``fpr`` of them above), as a calibration would set it."""
+    """Candidate early flags: each signal's early score (Recorder.early_score, the Guard's window) with its
+    threshold set on the reference trajectories' cross-fitted early scores (at most ``fpr`` of them above), as a
+    calibration does. "max of both" is the guard's early flag."""
     rows = []
-    for signal in EARLY_SIGNALS:
-        refs = ref.cross_fitted_scores(profile, score=lambda p, t, s=signal: early_score(p, t, s))
-        sc = np.array([early_score(profile, t, signal) for t in run.recorder.trajectories])
+    for signal, kind in EARLY_SIGNALS.items():
+        refs = ref.cross_fitted_scores(profile, score=lambda p, t, k=kind: Recorder.early_score(p, t, 0.2, k))
+        sc = np.array([Recorder.early_score(profile, t, 0.2, kind) for t in run.recorder.trajectories])
         th = threshold_at(refs, fpr) if len(refs) >= 2 else float("nan")
         rows.append({"signal": signal, "auc": auc(sc[is_mem], sc[~is_mem]),
                      "tpr1": tpr_at_fpr(sc[is_mem], sc[~is_mem], 0.01, "nearest"), "threshold": th,

@@ -33,6 +33,7 @@ from lib_memstab import (
 from lib_memstab.text import brief
 
 from . import family, profiles
+from .log import report
 from .registry import Registration
 from .run import Run
 
@@ -363,8 +364,17 @@ def _generate(processing, state, s, n_seeds, measured: MeasuredModel):
         p.scripts, p.script_args = None, []  # our guard and every other script stay out of reference runs
         state.job = f"MemStab calibration {k + 1}/{state.job_count}"
         run = Run(p, state.job_timestamp, recorder_observers(observe), RECORDER_NORM, "calibration")
-        with Registration(run):
-            processing.process_images(p)
+        try:
+            with Registration(run):
+                processing.process_images(p)
+        except Exception as e:  # the model's fault, not ours (seen: the webui's NaN check on a random checkpoint)
+            if state.interrupted or state.skipped:
+                raise CalibrationInterrupted(f"calibration interrupted during generation {k + 1}; no profile was "
+                                             "written") from None
+            msg = (f"reference generation {k + 1} ({brief(prompt)}) failed in the webui: {type(e).__name__}: "
+                   f"{brief(str(e), 200)}; nothing was written")
+            report(f"[MemStab] calibration: {msg}")
+            raise CalibrationError(msg) from None
         measured.check(getattr(p, "sd_model", None))
         if run.unsupported is not None:
             raise CalibrationError(f"cannot calibrate: {family.unsupported_note(run.unsupported)}")

@@ -27,7 +27,8 @@ SUMMARY_KEY = PREFIX
 NOTE_KEY = f"{PREFIX} note"
 ERROR_KEY = f"{PREFIX} error"
 KEY_RE = re.compile(r"\w[\w \-/]+")  # what the webui's infotext parser reads back as a key (full match)
-VERDICT_FIELDS = ("verdict", "score", "thresholds", "severity", "first step", "mitigated steps", "cond gap", "notes")
+VERDICT_FIELDS = ("verdict", "score", "thresholds", "early step", "severity", "first step", "mitigated steps",
+                  "cond gap", "notes")
 _NOTES = ("extrapolated", "nonfinite")
 
 
@@ -39,7 +40,9 @@ def verdict_values(v: Verdict, prefix: str = PREFIX) -> dict[str, str]:
     th = d["thresholds"]
     if d["rule"] == "calibrated" and th:
         out[f"{prefix} thresholds"] = f"{fmt_number(th['suspicious'])}/{fmt_number(th['memorized'])}"
-    if d["first_step"] is not None:  # the early flag (the paper's rule), which arms mitigation
+    if d["early_step"] is not None:  # guard v2's early flag
+        out[f"{prefix} early step"] = str(d["early_step"])
+    if d["first_step"] is not None:  # the paper's flag, which arms mitigation
         out[f"{prefix} severity"] = d["severity"]
         out[f"{prefix} first step"] = str(d["first_step"])
     if d["steps_mitigated"]:
@@ -70,6 +73,8 @@ def parse_verdict(d: dict, prefix: str = PREFIX, image: int = 0, segment: int = 
     try:
         first = get("first step")
         first = None if first is None else int(first)
+        early = get("early step")
+        early = None if early is None else int(early)
         mitigated = int(get("mitigated steps", "0"))
         gap = get("cond gap")
         gap = None if gap is None else float(gap)
@@ -90,7 +95,8 @@ def parse_verdict(d: dict, prefix: str = PREFIX, image: int = 0, segment: int = 
                    flagged=label in ("suspicious", "memorized") if th is not None else
                    (label == "memorized" or get("severity") is not None), severity=severity, first_step=first,
                    steps_mitigated=mitigated, nonfinite=nonfinite, extrapolated="extrapolated" in notes,
-                   cond_gap=gap, level=level, rule="calibrated" if th is not None else "paper", thresholds=th)
+                   cond_gap=gap, level=level, rule="calibrated" if th is not None else "paper", thresholds=th,
+                   early_step=early)
 
 
 def prefix_for(index: int, hires: bool, segment: int = 0) -> str:

@@ -107,6 +107,10 @@ KNOBS: tuple[Knob, ...] = (
          "'suspicious' when the score exceeds what this share of the calibration's ordinary generations reached.",
          guard=True, slider=(0, 0.2, 0.005), limits=(0.0, 0.999), setting="Default share of references above "
          "'suspicious'", infotext="fpr suspicious"),
+    Knob("fpr_early", "Early flag above (share of references)", "number", _G.fpr_early,
+         "The early flag fires, in the first part of the schedule, when the larger of the update and cond-gap "
+         "z-scores exceeds what this share of the calibration's ordinary generations reached there.", guard=True,
+         slider=(0, 0.2, 0.005), limits=(0.0, 0.999), ui=False, infotext="fpr early"),
     Knob("fpr_memorized", "Memorized above (share of references)", "number", _G.fpr_memorized,
          "'memorized' when the score exceeds what this share of the calibration's ordinary generations reached.",
          guard=True, slider=(0, 0.2, 0.005), limits=(0.0, 0.999), setting="Default share of references above "

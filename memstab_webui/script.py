@@ -64,8 +64,8 @@ def _process(p, script_args) -> None:
     if note:  # a profile of the same family stands in for this checkpoint's own, or automatic had to choose
         run.results.note_job(note)
     if a.config.verdict == "calibrated" and prof.lacks():
-        run.results.note_job(f"profile {name} has no {', '.join(prof.lacks())}; judged against tau_mild / "
-                             "tau_strong instead")
+        fallback = "; the verdict uses tau_mild / tau_strong" if len(prof.reference_scores) < 2 else ""
+        run.results.note_job(f"profile {name} has no {', '.join(prof.lacks())}{fallback}")
     Registration(run).open()
     infotext.publish(p, run.results, job)
     if verbosity == "debug":

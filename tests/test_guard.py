@@ -264,3 +264,38 @@ def test_a_profile_without_reference_scores_falls_back_to_tau_and_says_so():
     v = g.verdicts()[0]
     assert v.thresholds == {"suspicious": 3.0, "memorized": 14.0} and v.level == "suspicious"
     assert "calibrate again" in v.thresholds_from and not v.early_flag
+
+
+@pytest.mark.parametrize("z_update,sigma,fires", [(5.0, S0, True), (3.0, S0, False), (5.0, REF_SIGMAS[5], False)])
+def test_the_early_flag_fires_in_its_window_above_its_calibrated_threshold(z_update, sigma, fires):
+    """Guard v2's early flag: the early signal against the references' own early scores (100 of them: at most 1 %
+    above the threshold, here 4.0), only inside the first early_fraction of the schedule."""
+    i = REF_SIGMAS.index(sigma)
+    nxt = REF_SIGMAS[i + 1]
+    g, x, d = guard_at((z_update, 0, 0), mode="detect", sigma=sigma, sigma_next=nxt)
+    g.profile.reference_early = {"update": sorted([1.0] * 98 + [4.0, 6.0])}
+    g = Guard(g.profile, g.config)
+    g.observe(x, d, sigma, nxt)
+    v = g.verdicts()[0]
+    assert (v.early_step == 0) == fires and g.verdicts()[1].early_step is None
+    assert ("early flag at step 0" in v.summary()) == fires
+
+
+def test_the_early_flag_uses_the_cond_gap_where_the_host_gives_it():
+    from lib_memstab.rules import early_signal
+
+    g, x, d = guard_at((1.0, 0, 0), mode="detect", b=2)
+    p = g.profile
+    n = len(p.grid)
+    p.mean["gap"], p.std["gap"] = [0.1] * n, [0.01] * n
+    p.reference_early = {"update": sorted([1.0] * 98 + [4.0, 6.0]), "max": sorted([1.0] * 98 + [4.0, 6.0])}
+    p.__post_init__()  # validate and forget the cached tables
+    g = Guard(p, g.config)
+    g.observe(x, d, S0, S1, cond_gap=torch.tensor([0.2, 0.1]))  # image 0: gap z = 10; image 1: on the centre
+    v0, v1 = g.verdicts()
+    assert v0.early_step == 0 and v1.early_step is None
+    assert v0.z_gap[0] == pytest.approx(10.0, rel=1e-3) and v1.z_gap[0] == pytest.approx(0.0, abs=1e-3)
+    g2 = Guard(p, g.config)
+    g2.observe(x, d, S0, S1)  # no gap (Forge): the update z alone, against the update references
+    assert g2.verdicts()[0].early_step is None
+    assert float(early_signal(torch.tensor([1.0]), torch.tensor([float("nan")]))) == 1.0

@@ -38,6 +38,10 @@ def test_observe_makes_no_host_reads_in_any_mode():
     d = torch.randn(3, 4, 8, 8, generator=g)
     s, sn = torch.tensor(REF_SIGMAS[0]), torch.tensor(REF_SIGMAS[1])
     p = profile_at_z(x, d, s, sn, (20, 0, 20), std=0.05)
+    n = len(p.grid)  # with the cond gap's region and the early flag's thresholds: every v2 path is exercised
+    p.mean["gap"], p.std["gap"] = [0.5] * n, [0.1] * n
+    p.reference_early = {"update": [1.0, 2.0, 3.0], "max": [1.0, 2.0, 3.0]}
+    p.__post_init__()
     for mode in ("detect", "mitigate"):
         guard = Guard(p, GuardConfig(mode=mode), steps=4)
         guard.observe(x, d, s, sn)  # the first call may build device tables once
@@ -46,9 +50,11 @@ def test_observe_makes_no_host_reads_in_any_mode():
                 guard.observe(x, d, s, sn, cond_gap=torch.ones(3))
         assert m.calls == [], f"{mode}: host reads {m.calls}"
         assert guard.verdicts()[0].flagged
+        assert guard.verdicts()[0].early_step == 0
     rec = Recorder()
     with CountHostReads() as m:
         rec.observe(x, d, s, sn)
+        rec.observe(x, d, s, sn, cond_gap=torch.ones(3))
     assert m.calls == []
 
 

@@ -468,3 +468,32 @@ def test_a_checkpoint_change_during_calibration_is_refused(cal):
     with pytest.raises(c.CalibrationError, match="the checkpoint changed during calibration"):
         calibrate(cal, n_prompts=4)
     assert not cal.folder.exists()
+
+
+def test_a_reference_generation_the_webui_fails_is_a_clear_refusal(cal):
+    """Seen in a real A1111 with a random checkpoint: its NaN check raises inside process_images. The calibration
+    names the prompt, writes nothing and answers 400 over HTTP, with no traceback through the extension's files."""
+    fastapi = pytest.importorskip("fastapi")
+    from fastapi.testclient import TestClient
+
+    from memstab_webui import calibrate as c
+
+    orig = cal.processing.process_images
+
+    class NansException(Exception):
+        pass
+
+    def failing(p):
+        if p.prompt == ORDINARY_PROMPTS[2]:
+            raise NansException("A tensor with NaNs was produced in Unet.")
+        return orig(p)
+
+    cal.processing.process_images = failing
+    with pytest.raises(c.CalibrationError, match=r"reference generation 3 \('103'\) failed in the webui: NansExc"):
+        calibrate(cal, n_prompts=4)
+    assert not cal.folder.exists()
+    app = fastapi.FastAPI()
+    cal.callbacks.app_started_callback(None, app)
+    r = TestClient(app).post("/memstab/v1/calibrate", json={**SMALL, "n_prompts": 4})
+    assert r.status_code == 400 and "NansException" in r.json()["error"]
+    assert all(tb == "" for _, tb in cal.reported())
