@@ -78,7 +78,8 @@ def test_a_failing_calibration_finishes_the_task(cal, monkeypatch):
 
     progress, events, _ = watch(cal, monkeypatch, during=boom)
     md, image = manage.calibrate_ui(4, 1, SMALL, id_task="task(abc)")
-    assert md.startswith("**Calibration failed:** RuntimeError: CUDA out of memory") and image is None
+    assert md.startswith("**Calibration not done:** reference generation 1 ('101') failed in the webui: "
+                         "RuntimeError: 'CUDA out of memory'; nothing was written") and image is None
     assert [e for e, _ in events] == ["add_task_to_queue", "start_task", "finish_task"]
     assert progress.progressapi("task(abc)")["completed"] and progress.current_task is None
     assert cal.shared.state.ended == 1
