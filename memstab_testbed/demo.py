@@ -72,7 +72,13 @@ def main(argv=None) -> dict:
         print(f"{p[:46]:<48} {sd:>4}  {rows[-1]['reproduces_off']!s:>14} -> {rows[-1]['reproduces_on']!s:<5}  "
               f"{v.summary()}")
     a.out.mkdir(parents=True, exist_ok=True)
-    grid = image_grid([images["off"], images["mitigate"]], ["guard off", "guard on (mitigate)"], scale=5)
+    blank = torch.zeros_like(off[0])  # ordinary prompts have no training image of their own
+    grid = image_grid([torch.stack([tg.get(p, blank), images["off"][i], images["mitigate"][i]])
+                       for i, p in enumerate(prompts)],
+                      [f"{p[:48]} (seed {sd})\ndetect: {r['level']}, score {guards['detect'][i].score:.2f}; "
+                       f"copy off/on: {r['reproduces_off']}/{r['reproduces_on']}"
+                       for i, (p, sd, r) in enumerate(zip(prompts, seeds, rows))],
+                      scale=5, col_labels=["training image", "guard off", "mitigate"], label_w=330)
     grid.save(a.out / "grid.png")
     (a.out / "verdicts.json").write_text(json.dumps(rows, indent=1))
     mem_rows = [r for r in rows if r["memorized_caption"]]

@@ -9,16 +9,20 @@ from PIL import Image, ImageDraw
 PALETTE = {"memorized": (214, 39, 40), "ordinary": (31, 119, 180), "band": (225, 225, 225), "axis": (90, 90, 90)}
 
 
-def image_grid(rows: list[torch.Tensor], row_labels: list[str], scale: int = 6, pad: int = 2) -> Image.Image:
-    """rows: each [N, 3, H, W] in [-1, 1]; one labelled row per tensor."""
+def image_grid(rows: list[torch.Tensor], row_labels: list[str], scale: int = 6, pad: int = 2,
+               col_labels: list[str] | None = None, label_w: int = 150) -> Image.Image:
+    """rows: each [N, 3, H, W] in [-1, 1]; one labelled row per tensor, and a header of column labels if given."""
     n = max(len(r) for r in rows)
     h, w = rows[0].shape[2] * scale, rows[0].shape[3] * scale
-    label_w = 150
-    img = Image.new("RGB", (label_w + n * (w + pad), len(rows) * (h + pad)), (255, 255, 255))
+    head = 18 if col_labels else 0
+    img = Image.new("RGB", (label_w + n * (w + pad), head + len(rows) * (h + pad)), (255, 255, 255))
     d = ImageDraw.Draw(img)
+    for c, label in enumerate(col_labels or []):
+        d.text((label_w + c * (w + pad) + 2, 3), label, fill=(0, 0, 0))
     for r, (row, label) in enumerate(zip(rows, row_labels)):
-        y = r * (h + pad)
-        d.text((4, y + h // 2 - 5), label, fill=(0, 0, 0))
+        y = head + r * (h + pad)
+        for k, part in enumerate(label.split("\n")[:3]):
+            d.text((4, y + h // 2 - 5 + 12 * (k - (label.count("\n") > 0))), part, fill=(0, 0, 0))
         for c, t in enumerate(row):
             a = ((t.clamp(-1, 1) + 1) * 127.5).round().byte().permute(1, 2, 0).numpy()
             img.paste(Image.fromarray(a).resize((w, h), Image.NEAREST), (label_w + c * (w + pad), y))
