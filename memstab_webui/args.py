@@ -28,8 +28,9 @@ def setting_defaults(opts) -> dict:
 def ui_defaults(opts) -> list:
     """What ui() shows before the user touches it, in ui() order (the API fills missing positions with these)."""
     d = setting_defaults(opts)
-    mode = K.BY_NAME["mode"]
-    d["mode"] = mode.choices.get(d["mode"], mode.choices[mode.default])
+    for k in K.KNOBS:  # a choice control shows labels: the setting's value becomes its label
+        if k.kind == "choice":
+            d[k.name] = k.choices.get(d[k.name], k.choices[k.default])
     return [d[k] for k in K.UI_ORDER]
 
 

@@ -312,6 +312,9 @@ def calibrate(r: Request, opts=None, task: Task | None = None) -> Report:
                                      progress=lambda k, n: _progress(state, k, n), meta=meta)
         finally:
             state.end()
+            tq = getattr(shared, "total_tqdm", None)  # the console's "Total progress": not carried into the next job
+            if tq is not None and callable(getattr(tq, "clear", None)):
+                tq.clear()
     result.profile.meta.update(measured.identity)  # the model the reference generations ran on
     name = r.name or profile_name(measured.identity["model"], measured.identity["model_hash"])
     path = store.save(result.profile, name)

@@ -38,7 +38,8 @@ def status(opts=None) -> str:
         if hit is None:
             return (f"Loaded model {what}: **not calibrated**, detection is off. Press **Calibrate this model** "
                     "below (about a minute per 50 reference generations on a GPU).")
-        return f"Loaded model {what}: automatic uses profile `{hit.name}` ({reason})."
+        why = "calibrated on this model" if reason == f"calibrated on this model ({hit.name})" else reason
+        return f"Loaded model {what}: automatic uses profile `{hit.name}` ({why})."
     except Exception as e:
         return f"Status unavailable: {type(e).__name__}: {e}"
 

@@ -39,6 +39,10 @@ def _text_block(d, xy, text: str, font, width: float, limit: int = 2, fill=(0, 0
         d.text((x, y + i * LINE), ln, fill=fill, font=font)
 
 
+def legend(gamma: float, tau_mild: float) -> str:
+    return f"green: z <= gamma {gamma:g}; red line: tau_mild {tau_mild:g}; red bar: paper flag; ^ mitigated"
+
+
 def render(v, gamma: float, tau_mild: float, title: str, size=(640, 360)) -> Image.Image:
     w, h = size
     left, right, top, bottom = 48, 12, BADGE + 2 * LINE + 6, 3 * LINE + 8
@@ -59,7 +63,7 @@ def render(v, gamma: float, tau_mild: float, title: str, size=(640, 360)) -> Ima
     d.rectangle([left, py(gamma), w - right, h - bottom], fill=(225, 245, 225))  # the region: z <= gamma
     d.line([left, py(tau_mild), w - right, py(tau_mild)], fill=(200, 60, 60), width=1)
     d.rectangle([left, top, w - right, h - bottom], outline=(90, 90, 90))
-    for z in (1, 10, 100, 1000, 10000):
+    for z in (1, 3, 10, 30, 100, 1000, 10000):
         if math.log1p(z) < ymax:
             d.text((4, py(z) - 6), f"{z:g}", fill=(90, 90, 90), font=font)
     for name, t in traces.items():
@@ -85,8 +89,7 @@ def render(v, gamma: float, tau_mild: float, title: str, size=(640, 360)) -> Ima
         d.line([lx, ly + 6, lx + 16, ly + 6], fill=col, width=2)
         d.text((lx + 20, ly), f"z {name}", fill=(0, 0, 0), font=font)
         lx += 90
-    _text_block(d, (left, ly + LINE), f"green band: z <= gamma {gamma:g}; red line: tau_mild {tau_mild:g}; "
-                "^ mitigated step; vertical red line: first flagged step", font, w - left - right, limit=1)
+    _text_block(d, (left, ly + LINE), legend(gamma, tau_mild), font, w - left - right, limit=1)
     return img
 
 

@@ -220,5 +220,11 @@ def test_plot_text_fits_and_leaves_the_label_badge_free(which):
         img = plot.render_band(flat_profile(), 3.0, title)
     a = np.asarray(img.convert("L")) < 250
     assert not a[:plot.BADGE].any(), "nothing under gradio's label badge"
+    if which == "render":  # the legend fits on its line, not cut with "..." (seen in a real browser)
+        from PIL import ImageDraw, ImageFont
+
+        font, width = ImageFont.load_default(), img.size[0] - 48 - 12
+        caption = plot.legend(3.0, 3.0)
+        assert plot._lines(ImageDraw.Draw(img), caption, font, width, 1) == [caption]
     w = img.size[0]
     assert not a[:, w - 12 + 1:].any(), "no text past the right margin"

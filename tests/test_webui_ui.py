@@ -149,3 +149,13 @@ def test_a_new_knob_is_one_entry(host, monkeypatch):
     finally:
         monkeypatch.undo()
         knobs.derive()
+
+
+def test_every_choice_control_starts_on_one_of_its_choices(host):
+    """Seen in a real browser: the Verdict radio started with nothing selected (its default was the setting's value,
+    not its label)."""
+    _, comps = build(host)
+    for c in comps:
+        if isinstance(c, gr.Radio):
+            values = [ch[1] if isinstance(ch, (list, tuple)) else ch for ch in c.choices]
+            assert c.value in values, (c.label, c.value, values)
