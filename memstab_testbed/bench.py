@@ -61,6 +61,8 @@ class Run:
     images: torch.Tensor
     recorder: Recorder
     gaps: np.ndarray  # [steps, N]: the Wen et al. gap ||D_cond - D_uncond|| / sigma
+    drift: np.ndarray  # [steps, N]: rms(x0_hat - previous x0_hat) / rms(x0_hat); NaN at the first step
+    agree: np.ndarray  # [steps, N]: mean cosine of x0_hat with the other seeds of the same prompt in the batch
     verdicts: list = field(default_factory=list)
     guard_seconds: float = 0.0
     model_seconds: float = 0.0
@@ -70,11 +72,21 @@ class Run:
 def record(model, prompts, seeds, s: Sampling, guard: Guard | None = None, time_it: bool = False,
            conds=None) -> Run:
     rec = Recorder()
-    gaps = []
+    gaps, drift, agree, prev = [], [], [], [None]
     clock = {"guard": 0.0, "steps": 0}
+    same = torch.tensor([[a == b for b in prompts] for a in prompts], dtype=torch.float32)
+    same.fill_diagonal_(0)
+    peers = same.sum(1)
 
     def hook(x, d, sigma, sigma_next, gap):
         gaps.append(gap)
+        flat = d.detach().flatten(1).float()
+        rms = flat.pow(2).mean(1).sqrt().clamp_min(1e-12)
+        drift.append(torch.full_like(rms, float("nan")) if prev[0] is None else
+                     (flat - prev[0]).pow(2).mean(1).sqrt() / rms)
+        prev[0] = flat
+        unit = flat / flat.norm(dim=1, keepdim=True).clamp_min(1e-12)
+        agree.append(torch.where(peers > 0, (unit @ unit.T * same).sum(1) / peers.clamp_min(1), float("nan")))
         rec.observe(x, d, sigma, sigma_next, gap)
         clock["steps"] += 1
         if guard is None:
@@ -100,8 +112,9 @@ def record(model, prompts, seeds, s: Sampling, guard: Guard | None = None, time_
         for h in handles:
             h.remove()
     rec.finish_run(labels=prompts)
-    return Run(prompts, seeds, images, rec, torch.stack(gaps).numpy(), guard.verdicts() if guard else [],
-               clock["guard"], model_time["t"], clock["steps"])
+    return Run(prompts, seeds, images, rec, torch.stack(gaps).numpy(), torch.stack(drift).numpy(),
+               torch.stack(agree).numpy(), guard.verdicts() if guard else [], clock["guard"], model_time["t"],
+               clock["steps"])
 
 
 def expand(prompts: list[str], seeds: list[int]) -> tuple[list[str], list[int]]:
@@ -194,6 +207,24 @@ def early_detection(ref: Recorder, profile: Profile, run: Run, is_mem: np.ndarra
         rows.append({"signal": signal, "auc": auc(sc[is_mem], sc[~is_mem]),
                      "tpr1": tpr_at_fpr(sc[is_mem], sc[~is_mem], 0.01, "nearest"), "threshold": th,
                      "flag_tpr": float((sc[is_mem] > th).mean()), "flag_fpr": float((sc[~is_mem] > th).mean())})
+    return rows
+
+
+def other_signals(run: Run, is_mem: np.ndarray) -> list[dict]:
+    """Signals that need no extra model call, measured for their place in the guard (issue 11): x0_hat drift between
+    consecutive steps (a memorized prediction settles early: low drift) and agreement of x0_hat across the seeds of
+    one prompt in a batch (a memorized prompt gives the same image from every seed), over the first 20 % of the steps
+    and over all of them. AUC memorized vs ordinary, oriented as stated."""
+    n = run.drift.shape[0]
+    rows = []
+    for k in (max(1, round(0.2 * n)), n):
+        w = "first 20 %" if k < n else "all"
+        low_drift = -np.nanmean(run.drift[1:max(k, 2)], 0)
+        high_agree = np.nanmax(run.agree[:k], 0)
+        rows.append({"signal": "x0_hat drift (lower = memorized)", "window": w, "auc": auc(low_drift[is_mem],
+                                                                                            low_drift[~is_mem])})
+        rows.append({"signal": "x0_hat agreement across seeds", "window": w, "auc": auc(high_agree[is_mem],
+                                                                                         high_agree[~is_mem])})
     return rows
 
 
@@ -290,6 +321,7 @@ def main(argv=None) -> dict:
 
     early = [{"sampler": "euler", "steps": PRIMARY.steps, **r}
              for r in early_detection(ref, profs["sigma"], off, is_mem)]
+    others = other_signals(off, is_mem)
     repro_off = reproduction(off.images, train)
     copies, ordinary_gen = repro_off.numpy().astype(bool), ~is_mem
     verdicts = []
@@ -373,7 +405,7 @@ def main(argv=None) -> dict:
                 "mr_off": mit[0]["mr_mem"], "mr_on": g_sigma["mr_mem"],
                 "nonmem_identical_share": g_sigma["ord_identical"], "overhead_ratio": overhead_ratio}
     seconds = time.time() - t_start
-    report = {"headline": headline, "detection": det, "verdicts": verdicts, "early": early,
+    report = {"headline": headline, "detection": det, "verdicts": verdicts, "early": early, "other_signals": others,
               "mitigation": [{k: v for k, v in r.items() if k not in ("images", "verdicts")} for r in mit],
               "transfer": transfer, "per_step_auc": per_step, "flag_rates": {"memorized": tp_rate, "ordinary": fp_rate,
                                                                          "update_only": update_only},
@@ -564,6 +596,9 @@ def write_docs(docs: Path, rep: dict, off: Run, guarded: Run, profs, z, is_mem, 
     for r in rep["early"]:
         lines.append(f"| {r['sampler']} | {r['steps']} | {r['signal']} | {_f(r['auc'])} | {_f(r['tpr1'])} | "
                      f"{_f(r['threshold'], 2)} | {_f(r['flag_tpr'])} | {_f(r['flag_fpr'])} |")
+    lines += ["", "Other signals free of extra model calls (Euler 50, n = 1; the agreement needs the seeds of one "
+              "prompt in one batch, as the benchmark generates them):", "", "| signal | steps | AUC |", "|---|---|---|"]
+    lines += [f"| {r['signal']} | {r['window']} | {_f(r['auc'])} |" for r in rep["other_signals"]]
     lines += ["", "## Detection (Euler 50, CFG 7.5)", "",
               "TPR@1%FPR: *nearest* = the ROC point whose FPR is nearest 1 % (Ren, Jeon, Asthana); *below* = the last "
               f"point with FPR < 1 % (Wen). With {n['test'] - n['memorized']} negative generations "
