@@ -31,19 +31,21 @@ def _control(gr, k, value, choices, eid):
     raise ValueError(f"no control for a {k.kind!r} knob ({k.name}); give it ui=False or a case here")
 
 
-def _paste(gr, k, choices):
+def _paste(k, choices):
     """The paste-back function of one knob: the infotext's value, the default where the infotext leaves the knob out
-    (memstab_webui.knobs), nothing where the infotext carries no MemStab keys."""
+    (memstab_webui.knobs). None (the control is left as it is) where the infotext carries no MemStab keys or a bad
+    value: both hosts' UI paste turn None into an update, and their API skips it; a gradio 4 update object would
+    reach Forge's API, which calls float() on it (a 500 for every infotext without our keys)."""
     def paste(params):
         if "MemStab mode" not in params:
-            return gr.update()
+            return None
         v = paste_value(k, params)
         if k.kind == "profile" and v not in choices:
-            return gr.update()
+            return None
         try:
             return coerce(k, float(v)) if k.kind == "number" else coerce(k, v) if k.kind == "bool" else v
         except (TypeError, ValueError, OverflowError):  # a hand-edited infotext: keep the control as it is
-            return gr.update()
+            return None
 
     return paste
 
@@ -82,7 +84,7 @@ def build(script, is_img2img: bool, opts=None) -> list:
     c["enabled"] = enabled
     script.infotext_fields = [
         (enabled, lambda p: "MemStab mode" in p),  # off when pasting an infotext without our keys
-        *[(c[k.name], _paste(gr, k, choices)) for k in knobs if k.infotext],
+        *[(c[k.name], _paste(k, choices)) for k in knobs if k.infotext],
     ]
     script.paste_field_names = [k.infotext_key for k in knobs if k.infotext]
     return [c[k] for k in K.UI_ORDER]

@@ -1,7 +1,9 @@
 """A tiny random-weight SD-1.x checkpoint for a live A1111 test host:
-<webui>/models/Stable-diffusion/tiny-random.{safetensors,yaml}.
+<webui>/models/Stable-diffusion/tiny-random.{safetensors,yaml}; with --full, a full-size SD-1.5 layout for Forge
+(which only recognises SD-1.5's real channel counts; ~2.1 GB fp16), written to the given path.
 
     HF_HOME=<cache from build_hf_cache.py> HF_HUB_OFFLINE=1 <webui venv>/bin/python build_tiny_ckpt.py <webui folder>
+    ... build_tiny_ckpt.py <a1111 webui folder> --full <out.safetensors>
 
 UNet at model_channels 32, channel_mult [1, 2], one res block, attention at 2x downsampling (1.36 M parameters), built
 with the webui's own ldm classes; zero-initialised layers re-initialised and norm affines jittered so images are not
@@ -11,11 +13,12 @@ to "None".
 """
 
 import copy
+import math
 import os
 import sys
 
 
-def main(sdw, name="tiny-random"):
+def main(sdw, name="tiny-random", full_out=None):
     sys.path.insert(0, os.path.join(sdw, "repositories/stable-diffusion-stability-ai"))
     import torch
     import yaml
@@ -27,13 +30,18 @@ def main(sdw, name="tiny-random"):
     torch.manual_seed(1234)
     with open(os.path.join(sdw, "configs/v1-inference.yaml")) as f:
         cfg = yaml.safe_load(f)
-    u = cfg["model"]["params"]["unet_config"]["params"]
-    u.update(model_channels=32, channel_mult=[1, 2], num_res_blocks=1, attention_resolutions=[2],
-             num_head_channels=8, context_dim=768, num_heads=-1)
-    out_dir = os.path.join(sdw, "models/Stable-diffusion")
-    os.makedirs(out_dir, exist_ok=True)
-    with open(os.path.join(out_dir, name + ".yaml"), "w") as f:
-        yaml.safe_dump(cfg, f, sort_keys=False)
+    if full_out is None:
+        u = cfg["model"]["params"]["unet_config"]["params"]
+        u.update(model_channels=32, channel_mult=[1, 2], num_res_blocks=1, attention_resolutions=[2],
+                 num_head_channels=8, context_dim=768, num_heads=-1)
+        out_dir = os.path.join(sdw, "models/Stable-diffusion")
+        os.makedirs(out_dir, exist_ok=True)
+        with open(os.path.join(out_dir, name + ".yaml"), "w") as f:
+            yaml.safe_dump(cfg, f, sort_keys=False)
+        path = os.path.join(out_dir, name + ".safetensors")
+    else:  # the real v1-inference.yaml: model_channels 320 etc.
+        path = full_out
+        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     build = copy.deepcopy(cfg)
     build["model"]["params"]["cond_stage_config"] = {"target": "torch.nn.Identity"}
     model = instantiate_from_config(OmegaConf.create(build)["model"])
@@ -44,20 +52,22 @@ def main(sdw, name="tiny-random"):
                 m.bias.copy_(0.1 * torch.randn_like(m.bias))
             elif (isinstance(m, (torch.nn.Conv2d, torch.nn.Linear, torch.nn.Conv1d)) and n.startswith("model.")
                   and m.weight.abs().max() == 0):
-                torch.nn.init.normal_(m.weight, std=0.02 if isinstance(m, torch.nn.Linear) else 0.05)
+                std = (0.5 / math.sqrt(m.weight[0].numel()) if full_out is not None else
+                       0.02 if isinstance(m, torch.nn.Linear) else 0.05)
+                torch.nn.init.normal_(m.weight, std=std)
                 if m.bias is not None:
                     torch.nn.init.normal_(m.bias, std=0.01)
     sd = {k: v for k, v in model.state_dict().items() if not k.startswith("cond_stage_model")}
+    del model
     tc = CLIPTextConfig(hidden_size=768, intermediate_size=3072, num_attention_heads=12, num_hidden_layers=12,
                         max_position_embeddings=77, hidden_act="quick_gelu", vocab_size=49408)
     for k, v in CLIPTextModel(tc).state_dict().items():
         sd["cond_stage_model.transformer." + k] = v
     unet = sum(v.numel() for k, v in sd.items() if k.startswith("model.diffusion_model."))
     sd = {k: (v.half() if v.is_floating_point() else v).contiguous() for k, v in sd.items()}
-    path = os.path.join(out_dir, name + ".safetensors")
     save_file(sd, path)
     print("unet params", unet, "keys", len(sd), "bytes", os.path.getsize(path))
 
 
 if __name__ == "__main__":
-    main(sys.argv[1])
+    main(sys.argv[1], full_out=sys.argv[3] if len(sys.argv) > 3 and sys.argv[2] == "--full" else None)

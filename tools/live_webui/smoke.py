@@ -329,6 +329,9 @@ class Smoke:
         d, ok = [], True
         hr = {"enable_hr": True, "hr_scale": 2, "hr_second_pass_steps": 2, "denoising_strength": 0.5,
               "hr_upscaler": "Latent"}
+        st0, opts, _, _ = self.h.call("GET", "/sdapi/v1/options")
+        if "forge_preset" in (opts or {}):  # Forge's API hires fix fails (processing.py:1405) without this
+            hr["hr_additional_modules"] = ["Use same choices"]
         st, js, text, dt = self.gen("Euler a", [{"mode": "detect"}], hr)
         if st != 200:
             d.append(f"hires -> {st} {text[:500]}")
@@ -446,18 +449,24 @@ class Smoke:
         if not base:
             return False, ["no detect infotext from check 4"]
         pasted = base.rstrip() + ", MemStab tau mild: abc"
-        body = dict(BASE, sampler_name="Euler a", batch_size=1, infotext=pasted)
-        for k in ("prompt", "seed", "steps", "cfg_scale", "sampler_name", "width", "height", "negative_prompt"):
-            body.pop(k, None)  # let the infotext set them
-        st, js, text, dt = self.h.call("POST", "/sdapi/v1/txt2img", body)
-        ok &= st != 500 and st == 200
-        d.append(f"txt2img with infotext (+'MemStab tau mild: abc') -> {st} ({dt:.1f}s)")
-        if st == 200:
-            info, its = infotexts(js)
-            d.append(f"   resulting MemStab keys: {memstab_keys(its[0]) if its else None}; "
-                     f"error={info.get('extra_generation_params', {}).get('MemStab error')!r}")
-        else:
-            d.append("   " + text[:600])
+        st0, opts, _, _ = self.h.call("GET", "/sdapi/v1/options")
+        # an infotext without MemStab keys first: seen in Forge, a paste update object reached float() -> 500
+        plain = ", ".join(part for part in base.rstrip().split(", ") if not part.startswith("MemStab"))
+        for label, text_in in (("without MemStab keys", plain), ("+'MemStab tau mild: abc'", pasted)):
+            body = dict(BASE, sampler_name="Euler a", batch_size=1, infotext=text_in)
+            for k in ("prompt", "seed", "steps", "cfg_scale", "sampler_name", "width", "height", "negative_prompt"):
+                body.pop(k, None)  # let the infotext set them
+            if "forge_preset" in (opts or {}):  # Forge's apply_infotext fails on the unset styles field (isinstance
+                body["styles"] = []  # with list[str], api.py:407) for any infotext, with or without any extension
+            st, js, text, dt = self.h.call("POST", "/sdapi/v1/txt2img", body)
+            ok &= st != 500 and st == 200
+            d.append(f"txt2img with infotext ({label}) -> {st} ({dt:.1f}s)")
+            if st == 200:
+                info, its = infotexts(js)
+                d.append(f"   resulting MemStab keys: {memstab_keys(its[0]) if its else None}; "
+                         f"error={info.get('extra_generation_params', {}).get('MemStab error')!r}")
+            else:
+                d.append("   " + text[:600])
         # the same infotext through "PNG Info" (/sdapi/v1/png-info runs the infotext_pasted callbacks)
         from PIL import Image, PngImagePlugin
 
