@@ -18,7 +18,7 @@ import os
 import sys
 
 
-def main(sdw, name="tiny-random", full_out=None):
+def main(sdw, name="tiny-random", full_out=None, seed=1234):
     sys.path.insert(0, os.path.join(sdw, "repositories/stable-diffusion-stability-ai"))
     import torch
     import yaml
@@ -27,7 +27,7 @@ def main(sdw, name="tiny-random", full_out=None):
     from safetensors.torch import save_file
     from transformers import CLIPTextConfig, CLIPTextModel
 
-    torch.manual_seed(1234)
+    torch.manual_seed(seed)  # another seed: another checkpoint (another hash), for the checkpoint-switch check
     with open(os.path.join(sdw, "configs/v1-inference.yaml")) as f:
         cfg = yaml.safe_load(f)
     if full_out is None:
@@ -70,4 +70,12 @@ def main(sdw, name="tiny-random", full_out=None):
 
 
 if __name__ == "__main__":
-    main(sys.argv[1], full_out=sys.argv[3] if len(sys.argv) > 3 and sys.argv[2] == "--full" else None)
+    import argparse
+
+    ap = argparse.ArgumentParser()
+    ap.add_argument("webui")
+    ap.add_argument("--full", help="write a full-size SD-1.5 checkpoint here (for Forge)")
+    ap.add_argument("--name", default="tiny-random")
+    ap.add_argument("--seed", type=int, default=1234)
+    a = ap.parse_args()
+    main(a.webui, a.name, a.full, a.seed)

@@ -26,6 +26,7 @@ import base64
 import copy
 import io
 import json
+import os
 import re
 import sys
 import time
@@ -482,6 +483,61 @@ class Smoke:
                  f"{mk if st == 200 else text[:300]}")
         return ok, d
 
+    def profile_names(self):
+        st, js, _, _ = self.h.call("GET", "/memstab/v1/profiles")
+        return [p.get("name") for p in (js or {}).get("profiles", [])] if st == 200 else None
+
+    def c11(self):
+        """Interrupt a calibration from another client: 409, nothing written."""
+        import threading
+
+        d, before, out = [], self.profile_names(), {}
+        req = {"n_prompts": 40, "seeds": 1, "steps": 6, "width": 64, "height": 64, "sampler": "Euler",
+               "name": "interrupted-check"}
+
+        def run():
+            out["r"] = self.h.call("POST", "/memstab/v1/calibrate", req)
+
+        t = threading.Thread(target=run)
+        t.start()
+        time.sleep(2.0)
+        st_i, _, _, _ = self.h.call("POST", "/sdapi/v1/interrupt")
+        t.join(600)
+        st, js, text, dt = out.get("r", (None, None, "no answer", 0))
+        after = self.profile_names()
+        d.append(f"calibrate 40 prompts, interrupt after 2 s (-> {st_i}): {st} in {dt:.1f}s: {text[:300]}")
+        d.append(f"profiles before {before}, after {after}")
+        return st == 409 and after == before and "interrupted-check" not in (after or []), d
+
+    def c12(self):
+        """Switch the checkpoint, then calibrate: the profile names the new checkpoint (env MEMSTAB_LIVE_CKPT2 or the
+        first other checkpoint the webui lists); the original checkpoint is restored afterwards."""
+        d = []
+        st, models, _, _ = self.h.call("GET", "/sdapi/v1/sd-models")
+        st_o, opts, _, _ = self.h.call("GET", "/sdapi/v1/options")
+        current = (opts or {}).get("sd_model_checkpoint")
+        titles = [m.get("title") for m in (models or [])]
+        want = os.environ.get("MEMSTAB_LIVE_CKPT2")
+        other = next((t for t in titles if t != current and (not want or want in t)), None)
+        d.append(f"checkpoints {titles}; current {current!r}; switching to {other!r}")
+        if other is None:
+            return False, d + ["no second checkpoint: build one (build_tiny_ckpt.py <webui> --name tiny-random-b "
+                               "--seed 4321) or set MEMSTAB_LIVE_CKPT2"]
+        st, _, text, dt = self.h.call("POST", "/sdapi/v1/options", {"sd_model_checkpoint": other})
+        d.append(f"switch -> {st} ({dt:.1f}s) {text[:200] if st != 200 else ''}")
+        try:
+            req = {"n_prompts": 3, "seeds": 1, "steps": 4, "width": 64, "height": 64, "sampler": "Euler"}
+            st, js, text, dt = self.h.call("POST", "/memstab/v1/calibrate", req)
+            meta = (js or {}).get("meta") or {}
+            expect = other.split("[")[-1].rstrip("]").strip() if "[" in other else None
+            d.append(f"calibrate -> {st}: name {(js or {}).get('name')!r}, model {meta.get('model')!r}, hash "
+                     f"{meta.get('model_hash')!r} (the checkpoint's listed hash {expect!r})")
+            ok = st == 200 and meta.get("model_hash") and (expect is None or meta["model_hash"] == expect.lower())
+            ok = ok and other.split(" [")[0].rsplit(".", 1)[0].split("/")[-1] in meta.get("model", "")
+        finally:
+            self.h.call("POST", "/sdapi/v1/options", {"sd_model_checkpoint": current})
+        return bool(ok), d
+
     def run(self, only=None):
         checks = [(1, "server starts, no memstab traceback", self.c1),
                   (2, "installed but off: pixel identity", self.c2),
@@ -492,7 +548,9 @@ class Smoke:
                   (7, "hires fix and img2img per-image keys", self.c7),
                   (8, "bad arguments never fail the request", self.c8),
                   (9, "hostile routes", self.c9),
-                  (10, "infotext paste-back", self.c10)]
+                  (10, "infotext paste-back", self.c10),
+                  (11, "interrupted calibration writes nothing", self.c11),
+                  (12, "calibration after a checkpoint switch names the new checkpoint", self.c12)]
         for num, name, fn in checks:
             if only and num not in only:
                 continue
