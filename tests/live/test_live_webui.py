@@ -24,12 +24,14 @@ def smoke():
 
 CHECKS = [
     (1, "c1"), (2, "c2"), (3, "c3"), (4, "c4"), (5, "c5"),
-    (6, "c6"), (7, "c7"), (8, "c8"), (9, "c9"), (10, "c10"), (11, "c11"), (12, "c12"),
+    (6, "c6"), (7, "c7"), (8, "c8"), (9, "c9"), (10, "c10"), (11, "c11"), (12, "c12"), (13, "c13"),
 ]
 
 
 @pytest.mark.parametrize("num,method", CHECKS, ids=[f"check{n}" for n, _ in CHECKS])
 def test_smoke_check(smoke, num, method):
+    if num == 13 and not os.environ.get("MEMSTAB_LIVE_FAULT_FLAG"):
+        pytest.skip("MEMSTAB_LIVE_FAULT_FLAG is not set (the host runs without tools/live_webui/fault_injector)")
     smoke.log.read_new()
     ok, details = getattr(smoke, method)()
     tb = smoke.log.memstab_tracebacks(smoke.log.read_new()) if smoke.log.path else []

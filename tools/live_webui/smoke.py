@@ -182,6 +182,10 @@ class Smoke:
         except Exception as e:
             ok, details = False, [f"check raised {type(e).__name__}: {e}"]
         tb = self.log.memstab_tracebacks(self.log.read_new()) if self.log.path else None
+        if tb and num == 13:  # the injected fault is reported with its traceback, once: that is the point
+            ok = ok and len(tb) == 1 and "fault injected by the live kit" in tb[0]
+            details = details + [f"{len(tb)} traceback(s) naming memstab (expected: the injected one, once)"]
+            tb = None
         if tb:
             ok = False
             details = details + [f"{len(tb)} traceback(s) naming memstab in the server log"]
@@ -538,6 +542,34 @@ class Smoke:
             self.h.call("POST", "/sdapi/v1/options", {"sd_model_checkpoint": current})
         return bool(ok), d
 
+    def c13(self):
+        """An exception inside the guard's hook (tools/live_webui/fault_injector, linked into the host, server
+        started with MEMSTAB_FAULT_FLAG, the same path in MEMSTAB_LIVE_FAULT_FLAG here): the images finish, each
+        with the note; detect mode's pixels are those of the guard off."""
+        flag = os.environ.get("MEMSTAB_LIVE_FAULT_FLAG")
+        if not flag:
+            return False, ["MEMSTAB_LIVE_FAULT_FLAG is not set: link tools/live_webui/fault_injector into the host's "
+                           "extensions/ and start it with MEMSTAB_FAULT_FLAG=<path>"]
+        d = []
+        a = self.off("Euler a")
+        open(flag, "w").close()
+        try:
+            st, js, text, dt = self.gen("Euler a", [{"mode": "detect"}])
+        finally:
+            os.remove(flag)
+        if st != 200:
+            return False, [f"with the fault: {st} {text[:400]}"]
+        _, its = infotexts(js)
+        b = [pixels(i) for i in js["images"]]
+        notes = [memstab_keys(t).get("MemStab note", "") for t in its]
+        eq = [same(x, y) for x, y in zip(a, b)]
+        d.append(f"with the fault: 200, {len(b)} images, identical to off {eq}, notes {notes}")
+        ok = len(b) == 2 and all(eq) and all("fault injected by the live kit" in n for n in notes)
+        st2, js2, _, _ = self.gen("Euler a", [{"mode": "detect"}])
+        after = [memstab_keys(t) for t in infotexts(js2)[1]] if st2 == 200 else []
+        d.append(f"next job without the fault: {st2}, verdicts {[k.get('MemStab verdict') for k in after]}")
+        return ok and st2 == 200 and all("MemStab verdict" in k for k in after), d
+
     def run(self, only=None):
         checks = [(1, "server starts, no memstab traceback", self.c1),
                   (2, "installed but off: pixel identity", self.c2),
@@ -550,7 +582,8 @@ class Smoke:
                   (9, "hostile routes", self.c9),
                   (10, "infotext paste-back", self.c10),
                   (11, "interrupted calibration writes nothing", self.c11),
-                  (12, "calibration after a checkpoint switch names the new checkpoint", self.c12)]
+                  (12, "calibration after a checkpoint switch names the new checkpoint", self.c12),
+                  (13, "an exception inside the hook: logged once, noted, the image finishes", self.c13)]
         for num, name, fn in checks:
             if only and num not in only:
                 continue
