@@ -352,6 +352,18 @@ def _progress(state, k, n):
     state.textinfo = f"MemStab calibration: {k}/{n} reference generations"
 
 
+def _no_scripts():
+    """An empty script runner, so that no script (ours included) runs in a reference generation. None would do on
+    A1111 and Forge, but reForge's processing reads ``p.scripts.alwayson_scripts`` without checking for None (seen
+    in a real reForge: every calibration failed)."""
+    try:
+        from modules import scripts as host_scripts
+
+        return host_scripts.ScriptRunner()
+    except Exception:  # a host whose runner needs arguments: None, as A1111 and Forge accept
+        return None
+
+
 def _generate(processing, state, s, n_seeds, measured: MeasuredModel):
     count = [0]
 
@@ -364,7 +376,7 @@ def _generate(processing, state, s, n_seeds, measured: MeasuredModel):
             n_iter=1)
         for attr in ("do_not_save_samples", "do_not_save_grid"):
             setattr(p, attr, True)
-        p.scripts, p.script_args = None, []  # our guard and every other script stay out of reference runs
+        p.scripts, p.script_args = _no_scripts(), []  # our guard and every other script stay out of reference runs
         state.job = f"MemStab calibration {k + 1}/{state.job_count}"
         run = Run(p, state.job_timestamp, recorder_observers(observe), RECORDER_NORM, "calibration")
         try:

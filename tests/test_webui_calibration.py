@@ -497,3 +497,18 @@ def test_a_reference_generation_the_webui_fails_is_a_clear_refusal(cal):
     r = TestClient(app).post("/memstab/v1/calibrate", json={**SMALL, "n_prompts": 4})
     assert r.status_code == 400 and "NansException" in r.json()["error"]
     assert all(tb == "" for _, tb in cal.reported())
+
+
+def test_reference_runs_carry_an_empty_script_runner(cal):
+    """reForge reads p.scripts.alwayson_scripts without a None check: reference runs get an empty runner, and still
+    no script runs in them (ours included)."""
+    seen = []
+    orig = cal.processing.process_images
+
+    def spy(p):
+        seen.append((type(p.scripts).__name__, list(getattr(p.scripts, "alwayson_scripts", [None]))))
+        return orig(p)
+
+    cal.processing.process_images = spy
+    calibrate(cal, n_prompts=3)
+    assert seen == [("ScriptRunner", [])] * 3

@@ -86,7 +86,7 @@ def load_script(path):
 class ScriptRunner:
     PostprocessImageArgs = PostprocessImageArgs
 
-    def __init__(self, scripts, is_img2img=False):
+    def __init__(self, scripts=(), is_img2img=False):  # A1111's takes no arguments: an empty runner
         self.alwayson_scripts = []
         pos = 0
         for s in scripts:
