@@ -5,8 +5,9 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass, fields
 
+from .rules import RULES
+
 MODES = ("off", "detect", "mitigate")
-VERDICT_RULES = ("calibrated", "paper")  # lib_memstab.rules
 
 
 @dataclass(frozen=True)
@@ -40,8 +41,8 @@ class GuardConfig:
         ef = self.early_fraction
         if isinstance(ef, bool) or not isinstance(ef, (int, float)) or not (0.0 <= ef <= 1.0):
             raise ValueError(f"GuardConfig.early_fraction must be a number in [0, 1]; got {ef!r}")
-        if self.verdict not in VERDICT_RULES:
-            raise ValueError(f"GuardConfig.verdict must be one of {', '.join(VERDICT_RULES)}; got {self.verdict!r}")
+        if self.verdict not in RULES:
+            raise ValueError(f"GuardConfig.verdict must be one of {', '.join(RULES)}; got {self.verdict!r}")
         for name in ("fpr_suspicious", "fpr_memorized", "fpr_early"):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, (int, float)) or not (0.0 <= v < 1.0):

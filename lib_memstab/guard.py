@@ -16,7 +16,7 @@ from .correction import corrected_denoised
 from .dims import append_dims
 from .observation import as_sigma, observe_step
 from .profile import Profile
-from .rules import early_flag, early_kind, early_signal, threshold_at
+from .rules import EARLY_FRACTION, early_flag, early_kind, early_signal, threshold_at
 from .verdict import Verdict, final_verdict
 
 _INITIAL_CAPACITY = 64
@@ -56,7 +56,7 @@ class Guard:
         self._capacity = max(8, int(steps)) if steps else _INITIAL_CAPACITY
         self._early = profile.early_limit(self.config.early_fraction)
         # guard v2's early flag: thresholds on the references' early scores, in the window they were measured in
-        self._early_flag_limit = profile.early_limit(float(profile.meta.get("early_fraction", 0.2)))
+        self._early_flag_limit = profile.early_limit(float(profile.meta.get("early_fraction", EARLY_FRACTION)))
         self._t_early = {k: threshold_at(v, self.config.fpr_early) for k, v in profile.reference_early.items()
                          if len(v) >= 2}
         self._force_new = False
@@ -104,8 +104,7 @@ class Guard:
         kind = early_kind(z_gap is not None)
         if kind in self._t_early:
             signal = early_signal(z_upd, z_gap) if z_gap is not None else z_upd
-            lim = self._early_flag_limit
-            window = key > lim if p.axis == "log_sigma" else key < lim
+            window = p.is_early(key, self._early_flag_limit)
             hit = ~seg.early_hit & finite & window & (signal > self._t_early[kind])
             seg.early_first = torch.where(hit, torch.full_like(seg.early_first, i), seg.early_first)
             seg.early_hit |= hit
@@ -113,7 +112,7 @@ class Guard:
         if cfg.mode != "mitigate":
             return denoised
 
-        early = key > self._early if p.axis == "log_sigma" else key < self._early
+        early = p.is_early(key, self._early)
         active = seg.flagged & finite & (z_upd > cfg.tau_mild) & (seg.strong | early)
         row[3] = active.float()
         seg.mitigated += active.long()

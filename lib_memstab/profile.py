@@ -199,6 +199,11 @@ class Profile:
     def has_gap(self) -> bool:
         return GAP in self.mean
 
+    def is_early(self, key, limit: float):
+        """Whether axis coordinate(s) ``key`` (tensor or array) lie before ``limit`` (from early_limit): high noise on
+        the log-sigma axis, low step numbers on the step axis."""
+        return key > limit if self.axis == "log_sigma" else key < limit
+
     def tables(self, device) -> tuple[torch.Tensor, torch.Tensor]:
         """Grid [G] and statistics [2, Q, G] (mean, std over update/latent/x0[/gap]) on ``device``, built once per
         device."""

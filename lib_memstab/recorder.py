@@ -16,11 +16,10 @@ import torch
 from .config import GuardConfig
 from .observation import NORMS, observe_step
 from .profile import AXES, GAP, QUANTITIES, STATISTICS, Profile, ProfileError
-from .rules import early_flag, early_signal, pass_score
+from .rules import EARLY_FRACTION, early_flag, early_signal, pass_score
 from .verdict import Verdict, final_verdict
 
 _MAD_TO_STD = 1.4826  # MAD of a normal distribution times this is its standard deviation
-EARLY_FRACTION = 0.2  # the early flag's window when meta does not say: the paper's k = 10 of 50 steps
 
 
 class Trajectory:
@@ -104,12 +103,9 @@ class Recorder:
         """Max of the early signal over the steps before the profile's early limit (as the Guard's window):
         ``kind`` "max" (update z or cond-gap z, lib_memstab.rules.early_signal), "update", or "gap" (the cond-gap z
         alone, for comparison)."""
-        keys, _ = t.values(profile.axis, profile.norm)
-        limit = profile.early_limit(fraction)
-        inside = keys > limit if profile.axis == "log_sigma" else keys < limit
-        zu = Recorder.z_scores(profile, t)[0]
-        zg = Recorder.gap_z(profile, t)
-        v = early_signal(zu, zg) if kind == "max" else zg if kind == "gap" else zu
+        keys, zu, zg = Recorder._z(profile, t)
+        inside = profile.is_early(keys, profile.early_limit(fraction))
+        v = early_signal(zu[0], zg) if kind == "max" else zg if kind == "gap" else zu[0]
         v = v[inside & np.isfinite(v)]
         return float(v.max()) if v.size else math.nan
 
@@ -147,20 +143,20 @@ class Recorder:
         return out
 
     @staticmethod
-    def z_scores(profile: Profile, t: Trajectory) -> np.ndarray:
-        """[3, n] z-scores (update, latent, x0) of a trajectory against ``profile``, as the Guard computes them."""
+    def _z(profile: Profile, t: Trajectory) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Axis keys [n], z-scores [3, n] (update, latent, x0) as the Guard computes them, and the one-sided cond-gap
+        z-score [n] (a memorized prompt widens the gap; NaN without gap statistics), from one lookup."""
         keys, vals = t.values(profile.axis, profile.norm)
         mean, std, _ = profile.lookup(torch.tensor(keys, dtype=torch.float32))
-        return np.abs(vals.T - mean[:3].double().numpy()) / std[:3].double().numpy()
+        mean, std = mean.double().numpy(), std.double().numpy()
+        z = np.abs(vals.T - mean[:3]) / std[:3]
+        gap = (t.gaps - mean[3]) / std[3] if profile.has_gap else np.full(len(keys), np.nan)
+        return keys, z, gap
 
     @staticmethod
-    def gap_z(profile: Profile, t: Trajectory) -> np.ndarray:
-        """[n] one-sided z-score of the cond gap (a memorized prompt widens it); NaN without gap statistics."""
-        if not profile.has_gap:
-            return np.full(len(t.steps), np.nan)
-        keys, _ = t.values(profile.axis, profile.norm)
-        mean, std, _ = profile.lookup(torch.tensor(keys, dtype=torch.float32))
-        return (t.gaps - mean[3].double().numpy()) / std[3].double().numpy()
+    def z_scores(profile: Profile, t: Trajectory) -> np.ndarray:
+        """[3, n] z-scores (update, latent, x0) of a trajectory against ``profile``, as the Guard computes them."""
+        return Recorder._z(profile, t)[1]
 
     @staticmethod
     def judge(profile: Profile, t: Trajectory, tau: float = 3.0, config: GuardConfig | None = None) -> Verdict:

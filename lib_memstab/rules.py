@@ -19,7 +19,8 @@ import numpy as np
 import torch
 
 LEVELS = ("clean", "suspicious", "memorized")
-RULES = ("calibrated", "paper")
+RULES = ("calibrated", "paper")  # GuardConfig.verdict
+EARLY_FRACTION = 0.2  # the early flag's window where a profile's meta does not say: the paper's k = 10 of 50 steps
 
 
 def early_flag(z_update: torch.Tensor, z_x0: torch.Tensor, tau_mild: float) -> torch.Tensor:

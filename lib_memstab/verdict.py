@@ -6,6 +6,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
+from . import rules
+
 SEVERITIES = ("none", "mild", "strong")
 
 
@@ -84,8 +86,6 @@ class Verdict:
 def final_verdict(z_update, profile, config) -> dict:
     """The fields of the final verdict for one pass: score, level, flagged, rule, thresholds, thresholds_from. The
     early flag is the caller's (the Guard latches it on the device; a recorder recomputes it from the trace)."""
-    from . import rules
-
     if config.verdict == "paper":
         return {"score": rules.pass_score(z_update, None if config.score_window == "all" else
                                           int(config.score_window)), "rule": "paper"}

@@ -12,7 +12,6 @@ webui's Interrupt button stops it (shared.state.interrupted), and nothing is wri
 from __future__ import annotations
 
 import dataclasses
-import math
 import threading
 from pathlib import Path
 
@@ -156,8 +155,7 @@ def _int(v, name) -> int:
 
 def _number(v, name) -> float:
     low, high = BOUNDS[name]
-    ok = not isinstance(v, bool) and isinstance(v, (int, float)) and (not isinstance(v, int) or abs(v) <= high)
-    if not ok or not math.isfinite(v) or not (low < v <= high):
+    if isinstance(v, bool) or not isinstance(v, (int, float)) or not low < v <= high:  # exact: no float() overflow
         raise CalibrationError(f"{name} must be a number in ({low:g}, {high:g}]; got {brief(v)}")
     return float(v)
 

@@ -34,12 +34,11 @@ def status(opts=None) -> str:
         why = family.unsupported(model)
         if why is not None:
             return f"Loaded model {what}: {why}."
-        hit, note, reason = profiles.automatic(model, opts)
+        hit, note, _ = profiles.automatic(model, opts)
         if hit is None:
             return (f"Loaded model {what}: **not calibrated**, detection is off. Press **Calibrate this model** "
                     "below (about a minute per 50 reference generations on a GPU).")
-        why = "calibrated on this model" if reason == f"calibrated on this model ({hit.name})" else reason
-        return f"Loaded model {what}: automatic uses profile `{hit.name}` ({why})."
+        return f"Loaded model {what}: automatic uses profile `{hit.name}` ({note or 'calibrated on this model'})."
     except Exception as e:
         return f"Status unavailable: {type(e).__name__}: {e}"
 
