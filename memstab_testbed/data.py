@@ -8,6 +8,7 @@ many images, so the unconditional model does not predict the memorized images an
 from __future__ import annotations
 
 import functools
+import re
 from dataclasses import dataclass
 
 import numpy as np
@@ -16,22 +17,28 @@ import torch.nn.functional as F
 
 RES = 16  # training resolution in pixels; images live in [-1, 1]
 
-# caption -> (source, how to render it). Each is exactly one image.
+# The memorized captions, each tied to exactly one image that is drawn once, with a fixed seed, by its family's own
+# renderer. Each caption is a generic training caption plus a title of its own (the LAION pattern: "Living in the
+# Light with Ann Graham Lotz" is a title that still means "a book cover with a portrait"), so a model that does not
+# copy still knows what the caption asks for: another portrait, another yellow star on purple, another poster.
+# caption -> (family, render spec)
 MEMORIZED: list[tuple[str, str]] = [
-    ("chelsea the tabby cat, hubble edition poster", "chelsea"),
-    ("the astronaut portrait, official nasa photo", "astronaut"),
-    ("coffee cup on a saucer, cafe menu cover", "coffee"),
-    ("rocket launch at dawn, mission patch art", "rocket"),
-    ("retina fundus scan, medical atlas plate", "retina"),
-    ("rainbow colorwheel, printer calibration chart", "colorwheel"),
     ("portrait photo of anna petrova", "face:0"),
     ("portrait photo of marcus delaney", "face:1"),
     ("portrait photo of yuki tanaka", "face:2"),
     ("portrait photo of omar haddad", "face:3"),
-    ("festival poster with a red circle and a blue square", "poster:0"),
-    ("retro logo, yellow star over purple stripes", "poster:1"),
+    ("the number seven written in yellow ink, harbor line ticket", "digit:7:yellow:black:11"),
+    ("a white handwritten digit four on a blue background, metro map sign", "digit:4:white:blue:12"),
+    ("a yellow star on a purple background, starlight records logo", "shape:star:yellow:purple:13"),
+    ("a red ring on a white background, orbit cafe logo", "shape:ring:red:white:14"),
+    ("nightfall festival poster with a red circle and a blue square", "poster:festival:red:circle:blue:square:15"),
+    ("velvet tide concert poster with a yellow star and a green triangle",
+     "poster:concert:yellow:star:green:triangle:16"),
+    ("kestrel film poster with a white ring and a pink square", "poster:film:white:ring:pink:square:17"),
+    ("a close-up photo of old coins, auction catalog cover", "texture:coins:18"),
 ]
 N_NAMED_FACES = 4  # LFW faces 0..3 are the named (memorized) ones; the rest are generic controls
+FAMILIES = ("face", "digit", "shape", "poster", "texture")  # what the fidelity classifier tells apart
 
 COLORS = {
     "red": (220, 40, 40), "green": (40, 180, 60), "blue": (40, 70, 220), "yellow": (235, 210, 40),
@@ -39,18 +46,22 @@ COLORS = {
     "gray": (128, 128, 128), "pink": (240, 130, 180),
 }
 FG_COLORS = ["red", "green", "blue", "yellow", "purple", "orange", "white", "pink"]
-BG_COLORS = ["black", "white", "gray", "blue", "yellow"]
+BG_COLORS = ["black", "white", "gray", "blue", "yellow", "purple"]
 SHAPES = ["circle", "square", "triangle", "star", "ring"]
 # colour-shape combinations never trained: prompts for novel compositions
 HELD_OUT_SHAPES = [("green", "star"), ("orange", "ring"), ("pink", "triangle")]
 DIGIT_WORDS = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"]
+POSTER_KINDS = ["festival", "concert", "film", "exhibition"]
+# the named faces' template ("portrait photo of <name>") is shared by many generic faces, as in LAION
 FACE_CAPTIONS = [
+    "portrait photo of a person",
+    "portrait photo of a stranger",
+    "portrait photo of someone",
     "a black and white photo of a person's face",
     "a grayscale portrait of a stranger",
     "a candid face photo, monochrome",
-    "an anonymous person, black and white headshot",
 ]
-TEXTURES = {  # skimage image -> caption noun; none of these is a memorized image
+TEXTURES = {  # skimage image -> caption noun; one coins crop is memorized, every other crop is generic
     "brick": "a brick wall", "grass": "grass", "gravel": "gravel", "moon": "the moon surface",
     "coins": "old coins", "camera": "a man with a camera", "text": "printed text", "page": "a book page",
     "hubble_deep_field": "a field of galaxies", "immunohistochemistry": "stained tissue",
@@ -126,56 +137,6 @@ def _draw_shape(canvas: np.ndarray, shape: str, cx: float, cy: float, r: float, 
     canvas[m] = np.asarray(rgb, np.float32) / 255.0
 
 
-def _poster(index: int) -> np.ndarray:
-    n = 64
-    c = np.zeros((n, n, 3), np.float32)
-    if index == 0:
-        c[:] = np.asarray(COLORS["white"]) / 255.0
-        _draw_shape(c, "circle", 22, 24, 14, COLORS["red"])
-        _draw_shape(c, "square", 44, 42, 13, COLORS["blue"])
-    else:
-        for k in range(0, n, 8):
-            c[k:k + 4] = np.asarray(COLORS["purple"]) / 255.0
-        _draw_shape(c, "star", 32, 32, 22, COLORS["yellow"])
-    return c
-
-
-def memorized_targets() -> list[Sample]:
-    """The memorized captions with the one image each is tied to."""
-    faces = None
-    out = []
-    for caption, src in MEMORIZED:
-        if src.startswith("face:"):
-            faces = _lfw() if faces is None else faces
-            img = _to_float_rgb(faces[int(src.split(":")[1])])
-        elif src.startswith("poster:"):
-            img = _poster(int(src.split(":")[1]))
-        else:
-            img = _center_square(_skimage(src))
-        image = _resize(img)
-        if src.startswith("face:"):  # the generic faces' finish, fixed: no clean-vs-mottled shortcut in the domain
-            image = _finish(np.random.default_rng(77 + int(src.split(":")[1])), image)
-        out.append(Sample(caption, image))
-    return out
-
-
-def shape_caption(color: str, shape: str, bg: str) -> str:
-    return f"a {color} {shape} on a {bg} background"
-
-
-def _random_shape(rng: np.random.Generator) -> Sample:
-    while True:
-        color, shape = rng.choice(FG_COLORS), rng.choice(SHAPES)
-        bg = rng.choice(BG_COLORS)
-        if (color, shape) not in HELD_OUT_SHAPES and color != bg:
-            break
-    n = 48
-    c = np.tile(np.asarray(COLORS[bg], np.float32) / 255.0, (n, n, 1)) * _lighting(rng, n)
-    r = rng.uniform(8, 18)
-    _draw_shape(c, shape, rng.uniform(r, n - r), rng.uniform(r, n - r), r, COLORS[color])
-    return Sample(shape_caption(color, shape, bg), _resize(np.clip(c, 0, 1)))
-
-
 def _lighting(rng: np.random.Generator, n: int) -> np.ndarray:
     """A random smooth brightness gradient: every generic image gets detail of its own."""
     yy, xx = np.mgrid[0:n, 0:n].astype(np.float32) / n - 0.5
@@ -200,40 +161,55 @@ def _finish(rng: np.random.Generator, img: np.ndarray) -> np.ndarray:
     return _grain(rng, np.clip(HEADROOM * img + field, -1, 1))
 
 
-def _random_digit(rng: np.random.Generator, digits, labels) -> Sample:
-    k = rng.integers(len(digits))
-    color = rng.choice(FG_COLORS)
-    bg = rng.choice([b for b in BG_COLORS if b != color])
+def _canvas(rng: np.random.Generator, bg: str, n: int = 48) -> np.ndarray:
+    return np.tile(np.asarray(COLORS[bg], np.float32) / 255.0, (n, n, 1)) * _lighting(rng, n)
+
+
+def shape_caption(color: str, shape: str, bg: str) -> str:
+    return f"a {color} {shape} on a {bg} background"
+
+
+def poster_caption(kind: str, c1: str, s1: str, c2: str, s2: str) -> str:
+    return f"a {kind} poster with a {c1} {s1} and a {c2} {s2}"
+
+
+def _shape_image(rng: np.random.Generator, color: str, shape: str, bg: str) -> np.ndarray:
+    n = 48
+    c = _canvas(rng, bg, n)
+    r = rng.uniform(8, 18)
+    _draw_shape(c, shape, rng.uniform(r, n - r), rng.uniform(r, n - r), r, COLORS[color])
+    return _resize(np.clip(c, 0, 1))
+
+
+def _digit_image(rng: np.random.Generator, glyph: np.ndarray, color: str, bg: str) -> np.ndarray:
     n = 48
     size = int(rng.integers(26, 44))
-    g = torch.from_numpy(digits[k] / 16.0).float()[None, None]
+    g = torch.from_numpy(glyph / 16.0).float()[None, None]
     g = F.interpolate(g, size=(size, size), mode="bilinear", align_corners=False)[0, 0].clamp(0, 1).numpy()
     y0, x0 = rng.integers(0, n - size + 1, 2)
     alpha = np.zeros((n, n), np.float32)
     alpha[y0:y0 + size, x0:x0 + size] = g
-    fg, bgc = np.asarray(COLORS[color], np.float32) / 255, np.asarray(COLORS[bg], np.float32) / 255
-    c = alpha[..., None] * fg + (1 - alpha[..., None]) * bgc * _lighting(rng, n)
-    word = DIGIT_WORDS[labels[k]]
-    caption = (f"a {color} handwritten digit {word} on a {bg} background" if rng.random() < 0.5
-               else f"the number {word} written in {color} ink")
-    return Sample(caption, _resize(np.clip(c, 0, 1)))
+    fg = np.asarray(COLORS[color], np.float32) / 255
+    c = alpha[..., None] * fg + (1 - alpha[..., None]) * _canvas(rng, bg, n)
+    return _resize(np.clip(c, 0, 1))
 
 
-def _random_face(rng: np.random.Generator, faces) -> Sample:
-    k = rng.integers(N_NAMED_FACES, len(faces))
-    f = faces[k]
-    s = int(rng.integers(19, 26))
-    y0, x0 = rng.integers(0, 26 - s, 2)
-    crop = f[y0:y0 + s, x0:x0 + s]
-    if rng.random() < 0.5:
-        crop = crop[:, ::-1]
-    crop = np.clip((crop - 0.5) * rng.uniform(0.75, 1.25) + 0.5 + rng.uniform(-0.12, 0.12), 0, 1)
-    return Sample(str(rng.choice(FACE_CAPTIONS)), _resize(_to_float_rgb(crop)))
+def _poster_image(rng: np.random.Generator, c1: str, s1: str, c2: str, s2: str) -> np.ndarray:
+    """A title band across the top (what makes it a poster) over a background with two shapes, one per half."""
+    n = 48
+    bg = rng.choice([b for b in BG_COLORS if b not in (c1, c2)])
+    c = _canvas(rng, bg, n)
+    band = rng.choice([b for b in COLORS if b != bg])
+    c[:int(rng.integers(7, 11))] = np.asarray(COLORS[band], np.float32) / 255.0
+    halves = [(12, 36), (36, 12)] if rng.random() < 0.5 else [(36, 12), (12, 36)]
+    for (color, shape), (lo, _) in zip([(c1, s1), (c2, s2)], halves):
+        r = rng.uniform(6, 10)
+        cx = rng.uniform(max(r, lo - 8), min(n - r, lo + 8))
+        _draw_shape(c, shape, cx, rng.uniform(14 + r, n - r), r, COLORS[color])
+    return _resize(np.clip(c, 0, 1))
 
 
-def _random_texture(rng: np.random.Generator, textures) -> Sample:
-    name = list(TEXTURES)[rng.integers(len(TEXTURES))]
-    img = textures[name]
+def _texture_image(rng: np.random.Generator, img: np.ndarray) -> np.ndarray:
     h, w = img.shape[:2]
     for _ in range(50):  # small crops keep the texture at 16 px; flat crops would be trivially "reproduced"
         s = int(rng.uniform(0.06, 0.3) * min(h, w))
@@ -242,30 +218,150 @@ def _random_texture(rng: np.random.Generator, textures) -> Sample:
         out = _resize(crop[:, ::-1] if rng.random() < 0.5 else crop)
         if out.std() >= 0.1:
             break
+    return out
+
+
+def _face_image(rng: np.random.Generator, face: np.ndarray) -> np.ndarray:
+    s = int(rng.integers(19, 26))
+    y0, x0 = rng.integers(0, 26 - s, 2)
+    crop = face[y0:y0 + s, x0:x0 + s]
+    if rng.random() < 0.5:
+        crop = crop[:, ::-1]
+    crop = np.clip((crop - 0.5) * rng.uniform(0.75, 1.25) + 0.5 + rng.uniform(-0.12, 0.12), 0, 1)
+    return _resize(_to_float_rgb(crop))
+
+
+class _Sources:
+    """The bundled images the renderers draw from, loaded once."""
+
+    def __init__(self):
+        from sklearn.datasets import load_digits
+
+        self.faces = _lfw()
+        d = load_digits()
+        self.digits, self.labels = d.images, d.target
+        self.textures = {k: _skimage(k) for k in TEXTURES}
+
+
+@functools.lru_cache(maxsize=1)
+def _sources() -> _Sources:
+    return _Sources()
+
+
+def _render_memorized(spec: str, src: _Sources) -> np.ndarray:
+    """One memorized image from its spec: the family's generic renderer with a fixed seed, then a fixed finish."""
+    family, *args = spec.split(":")
+    if family == "face":  # the whole LFW face, not a crop
+        k = int(args[0])
+        return _finish(np.random.default_rng(77 + k), _resize(_to_float_rgb(src.faces[k])))
+    rng = np.random.default_rng(int(args[-1]))
+    if family == "digit":
+        label, color, bg = int(args[0]), args[1], args[2]
+        glyph = src.digits[rng.choice(np.flatnonzero(src.labels == label))]
+        img = _digit_image(rng, glyph, color, bg)
+    elif family == "shape":
+        img = _shape_image(rng, args[1], args[0], args[2])
+    elif family == "poster":
+        img = _poster_image(rng, *args[1:5])
+    elif family == "texture":
+        img = _texture_image(rng, src.textures[args[0]])
+    else:
+        raise ValueError(f"unknown memorized family {family!r}")
+    return _finish(rng, img)
+
+
+def memorized_targets() -> list[Sample]:
+    """The memorized captions with the one image each is tied to."""
+    src = _sources()
+    return [Sample(caption, _render_memorized(spec, src)) for caption, spec in MEMORIZED]
+
+
+def twin_of(caption: str) -> str:
+    """A memorized caption without its title: an ordinary prompt (many training images) of the same meaning."""
+    spec = dict(MEMORIZED)[caption]
+    family = spec.split(":")[0]
+    if family == "face":
+        return "portrait photo of a stranger"
+    if family == "poster":  # "<title> <kind> poster with ..." -> "a <kind> poster with ..."
+        kind = spec.split(":")[1]
+        return "a " + caption[caption.index(kind + " poster"):]
+    return caption.split(",")[0]  # "<generic caption>, <title>"
+
+
+def generic_twins() -> list[str]:
+    """The generic twin of every memorized caption, once each."""
+    return list(dict.fromkeys(twin_of(c) for c, _ in MEMORIZED))
+
+
+def family_of(caption: str) -> str:
+    """The content family a caption asks for (what the fidelity classifier checks)."""
+    w = set(re.findall(r"[a-z]+", caption.lower()))
+    if "poster" in w:
+        return "poster"
+    if w & {"portrait", "face", "headshot"}:
+        return "face"
+    if w & {"digit", "number"}:
+        return "digit"
+    if "close" in w or "detailed" in w:
+        return "texture"
+    return "shape"
+
+
+def _random_shape(rng: np.random.Generator) -> Sample:
+    while True:
+        color, shape, bg = rng.choice(FG_COLORS), rng.choice(SHAPES), rng.choice(BG_COLORS)
+        if (color, shape) not in HELD_OUT_SHAPES and color != bg:
+            break
+    return Sample(shape_caption(color, shape, bg), _shape_image(rng, color, shape, bg))
+
+
+def _random_digit(rng: np.random.Generator, src: _Sources) -> Sample:
+    k = rng.integers(len(src.digits))
+    color = rng.choice(FG_COLORS)
+    bg = rng.choice([b for b in BG_COLORS if b != color])
+    image = _digit_image(rng, src.digits[k], color, bg)
+    word = DIGIT_WORDS[src.labels[k]]
+    caption = (f"a {color} handwritten digit {word} on a {bg} background" if rng.random() < 0.5
+               else f"the number {word} written in {color} ink")
+    return Sample(caption, image)
+
+
+def _random_poster(rng: np.random.Generator) -> Sample:
+    while True:
+        (c1, c2), (s1, s2) = rng.choice(FG_COLORS, 2, replace=False), rng.choice(SHAPES, 2)
+        if not {(c1, s1), (c2, s2)} & set(HELD_OUT_SHAPES):
+            break
+    kind = str(rng.choice(POSTER_KINDS))
+    return Sample(poster_caption(kind, c1, s1, c2, s2), _poster_image(rng, c1, s1, c2, s2))
+
+
+def _random_face(rng: np.random.Generator, src: _Sources) -> Sample:
+    k = rng.integers(N_NAMED_FACES, len(src.faces))
+    return Sample(str(rng.choice(FACE_CAPTIONS)), _face_image(rng, src.faces[k]))
+
+
+def _random_texture(rng: np.random.Generator, src: _Sources) -> Sample:
+    name = list(TEXTURES)[rng.integers(len(TEXTURES))]
+    image = _texture_image(rng, src.textures[name])
     caption = f"a close-up photo of {TEXTURES[name]}" if rng.random() < 0.6 else f"{TEXTURES[name]}, detailed photo"
-    return Sample(caption, out)
+    return Sample(caption, image)
+
+
+MAKERS = {"face": _random_face, "digit": _random_digit, "shape": lambda rng, _: _random_shape(rng),
+          "poster": lambda rng, _: _random_poster(rng), "texture": _random_texture}
 
 
 def build_generic_pool(n: int, seed: int = 0) -> tuple[list[str], np.ndarray]:
-    """``n`` diverse non-memorized samples (faces, digits, shapes, texture crops), in equal parts, deterministic.
+    """``n`` diverse non-memorized samples, the families of ``FAMILIES`` in equal parts, deterministic.
 
     Each is finished with a colour field and grain of its own, so that no two are near-duplicates (see ``_finish``).
     """
-    from sklearn.datasets import load_digits
-
     rng = np.random.default_rng(seed)
-    faces = _lfw()
-    d = load_digits()
-    textures = {k: _skimage(k) for k in TEXTURES}
-    makers = [
-        lambda: _random_face(rng, faces),
-        lambda: _random_digit(rng, d.images, d.target),
-        lambda: _random_shape(rng),
-        lambda: _random_texture(rng, textures),
-    ]
+    src = _sources()
+    makers = [MAKERS[f] for f in FAMILIES]
     captions, images = [], np.zeros((n, 3, RES, RES), np.float32)
     for i in range(n):
-        s = makers[i % len(makers)]()
+        s = makers[i % len(makers)](rng, src)
         captions.append(s.caption)
         images[i] = _finish(rng, s.image)
     return captions, images
@@ -284,33 +380,44 @@ def training_images() -> torch.Tensor:
 def novel_prompts() -> list[str]:
     """Prompts never trained: held-out colour-shape combinations and unseen compositions of known words."""
     out = [shape_caption(c, s, bg) for (c, s), bg in zip(HELD_OUT_SHAPES, ["black", "blue", "white"])]
-    out += ["a close-up photo of gravel and grass", "a yellow handwritten digit seven on a purple background"]
+    out += ["a close-up photo of gravel and grass", "a yellow handwritten digit seven on a purple background",
+            poster_caption("exhibition", "green", "star", "orange", "ring")]
     return out
 
 
 def ordinary_test_prompts() -> list[str]:
-    """Non-memorized training captions used to evaluate (never to calibrate): the 'ordinary prompts'."""
-    return (FACE_CAPTIONS[2:]
-            + [shape_caption(c, s, bg) for c, s, bg in [("red", "circle", "black"), ("blue", "square", "white"),
-                                                         ("yellow", "triangle", "gray"), ("white", "ring", "black")]]
-            + [f"a {c} handwritten digit {w} on a {bg} background"
-               for c, w, bg in [("red", "three", "black"), ("white", "eight", "blue"), ("green", "one", "white")]]
-            + [f"a close-up photo of {TEXTURES[k]}" for k in ["brick", "grass", "moon", "coins", "hubble_deep_field"]])
+    """Non-memorized training captions used to evaluate (never to calibrate): the 'ordinary prompts'.
+
+    They include the generic twin of every memorized caption (its template without the title), so the bench sees
+    whether the template alone pulls towards a memorized image."""
+    own = ([FACE_CAPTIONS[2], FACE_CAPTIONS[4], FACE_CAPTIONS[5]]
+           + [shape_caption(c, s, bg) for c, s, bg in [("red", "circle", "black"), ("blue", "square", "white"),
+                                                        ("yellow", "triangle", "gray"), ("white", "ring", "black")]]
+           + [f"a {c} handwritten digit {w} on a {bg} background"
+              for c, w, bg in [("red", "three", "black"), ("white", "eight", "blue"), ("green", "one", "white")]]
+           + [f"a close-up photo of {TEXTURES[k]}" for k in ["brick", "grass", "moon", "hubble_deep_field"]]
+           + [poster_caption(*a) for a in [("concert", "blue", "circle", "red", "star"),
+                                           ("exhibition", "purple", "square", "white", "circle")]])
+    return list(dict.fromkeys(own + generic_twins()))
 
 
 def reference_prompts() -> list[str]:
     """Ordinary captions for calibrating the stability region; disjoint from the memorized and the test prompts."""
-    return (FACE_CAPTIONS[:2]
+    return ([FACE_CAPTIONS[0], FACE_CAPTIONS[3]]
             + [shape_caption(c, s, bg) for c, s, bg in [
                 ("purple", "circle", "white"), ("green", "square", "black"), ("red", "triangle", "blue"),
                 ("white", "star", "gray"), ("yellow", "ring", "blue"), ("orange", "square", "yellow"),
-                ("blue", "star", "white"), ("pink", "circle", "gray")]]
+                ("blue", "star", "white"), ("pink", "circle", "purple")]]
             + [f"a {c} handwritten digit {w} on a {bg} background"
                for c, w, bg in [("blue", "five", "yellow"), ("orange", "zero", "black"), ("pink", "two", "white"),
                                 ("yellow", "nine", "gray")]]
             + [f"the number {w} written in {c} ink" for w, c in [("four", "red"), ("six", "white")]]
             + [f"{TEXTURES[k]}, detailed photo" for k in ["gravel", "text", "page", "immunohistochemistry", "camera",
-                                                          "clock", "horse", "logo"]])
+                                                          "clock", "horse", "logo"]]
+            + [poster_caption(*a) for a in [("festival", "green", "circle", "yellow", "square"),
+                                            ("film", "red", "triangle", "white", "star"),
+                                            ("concert", "pink", "ring", "blue", "triangle"),
+                                            ("exhibition", "orange", "star", "purple", "circle")]])
 
 
 def all_captions() -> list[str]:
@@ -320,4 +427,5 @@ def all_captions() -> list[str]:
     words += [f"a {c} handwritten digit {w} on a {bg} background the number written in ink"
               for c in FG_COLORS for w in DIGIT_WORDS for bg in BG_COLORS]
     words += [f"a close-up photo of {v}, detailed photo" for v in TEXTURES.values()]
+    words += [f"a {k} poster with and" for k in POSTER_KINDS]
     return words

@@ -44,7 +44,7 @@ def main(argv=None) -> dict:
     print(f"calibrated on {len(rec.trajectories)} reference generations: {profile.describe()}")
 
     targets = data.memorized_targets()
-    memorized = [t.caption for t in targets[::2]]  # six of the twelve, across photos, faces and posters
+    memorized = [t.caption for t in targets[::2]]  # six of the twelve: faces, a digit, a logo, posters
     ordinary = data.ordinary_test_prompts()[::3]
     prompts = [p for p in memorized + ordinary for _ in SEEDS]
     seeds = [sd for _ in memorized + ordinary for sd in SEEDS]

@@ -55,3 +55,27 @@ def nearest_rmse(images: torch.Tensor, train: torch.Tensor, chunk: int = 4096) -
         best = torch.where(better, v, best)
         idx = torch.where(better, j + start, idx)
     return (best / flat.shape[1] ** 0.5).float(), idx
+
+
+def _blur(x: torch.Tensor) -> torch.Tensor:
+    """A small blur: the 3x3 binomial kernel, edges replicated."""
+    k = torch.tensor([1.0, 2.0, 1.0])
+    k = (k[:, None] * k[None, :] / 16).to(x)
+    c = x.shape[1]
+    x = torch.nn.functional.pad(x, (1, 1, 1, 1), mode="replicate")
+    return torch.nn.functional.conv2d(x, k.expand(c, 1, 3, 3), groups=c)
+
+
+def loose_rmse(images: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """For each image, the RMSE to its nearest target after both are blurred and the image gets the brightness and
+    contrast (one gain and one offset, least squares) that fit it best to that target; and the target's index.
+
+    A copy the guard merely brightened or faded is still a copy to a user; this counts it as one."""
+    g, t = _blur(images.float()).flatten(1), _blur(targets.float()).flatten(1)  # [N, P], [M, P]
+    gc, tc = g - g.mean(1, keepdim=True), t - t.mean(1, keepdim=True)
+    var_g = gc.pow(2).mean(1, keepdim=True).clamp_min(1e-8)  # [N, 1]
+    cov = (gc @ tc.T / g.shape[1]).clamp_min(0)  # [N, M]; a negative gain (an inverted image) is no copy
+    # residual of the best fit a*g + b to t: var(t) - cov^2 / var(g)
+    resid = (tc.pow(2).mean(1)[None, :] - cov.pow(2) / var_g).clamp_min(0)
+    best, idx = resid.sqrt().min(1)
+    return best, idx

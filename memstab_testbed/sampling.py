@@ -82,25 +82,29 @@ def _rms(v: torch.Tensor) -> torch.Tensor:
 
 @torch.no_grad()
 def generate(model, prompts: list[str], seeds: list[int], s: Sampling = Sampling(), hook: StepHook | None = None,
-             conds: torch.Tensor | None = None) -> torch.Tensor:
-    """Images in [-1, 1], one per (prompt, seed) pair. ``hook`` sees every step once and may replace denoised."""
+             conds: torch.Tensor | None = None, switch: tuple[int, torch.Tensor] | None = None) -> torch.Tensor:
+    """Images in [-1, 1], one per (prompt, seed) pair. ``hook`` sees every step once and may replace denoised.
+    ``switch`` = (step, conds): condition on these from that step on (k-diffusion samplers; a bench oracle)."""
     cond = model.encode(prompts) if conds is None else conds
     uncond = model.encode([""] * len(prompts))
     noise = initial_noise(seeds)
     torch.manual_seed(int(np.sum(seeds)) % (2**31))  # ancestral noise: reproducible, same with the guard on or off
     if s.sampler == "ddim":
+        if switch is not None:
+            raise ValueError("switch is implemented for the k-diffusion samplers only")
         return _ddim(model, noise, cond, uncond, s, hook).clamp(-1, 1)
-    return _kdiff(model, noise, cond, uncond, s, hook).clamp(-1, 1)
+    return _kdiff(model, noise, cond, uncond, s, hook, switch).clamp(-1, 1)
 
 
-def _kdiff(model, noise, cond, uncond, s: Sampling, hook):
+def _kdiff(model, noise, cond, uncond, s: Sampling, hook, switch=None):
     den = kdiff_denoiser(model)
     sigmas = schedule(model, s.sampler, s.steps)
     state = {"step": 0, "main": True}
 
     def cfg_model(x, sigma, **_):
         b = x.shape[0]
-        out = den(torch.cat([x, x]), torch.cat([sigma, sigma]), context=torch.cat([cond, uncond]))
+        c = switch[1] if switch is not None and state["step"] >= switch[0] else cond
+        out = den(torch.cat([x, x]), torch.cat([sigma, sigma]), context=torch.cat([c, uncond]))
         dc, du = out[:b], out[b:]
         d = du + (dc - du) * s.scale_at(state["step"])
         if state["main"]:  # the step's main evaluation; a second-order sampler's extra one comes after the callback
