@@ -8,6 +8,7 @@ from dataclasses import asdict, dataclass, fields
 from .rules import RULES
 
 MODES = ("off", "detect", "mitigate")
+MITIGATIONS = ("repel", "paper")  # what mitigate mode does; see lib_memstab.correction
 
 
 @dataclass(frozen=True)
@@ -28,6 +29,8 @@ class GuardConfig:
     fpr_suspicious: float = 0.02  # "suspicious" above the score that this share of reference generations exceed
     fpr_memorized: float = 0.005  # "memorized" above the score that this share of reference generations exceed
     fpr_early: float = 0.01  # the early flag fires above the early score that this share of references exceed
+    mitigation: str = "repel"  # "repel": self-repulsion from the flagged x0_hat; "paper": the paper's norm clamps
+    repel_strength: float = 1.0  # share of x0_hat's component along the flagged x0_hat that repel removes
 
     def __post_init__(self):
         if self.mode not in MODES:
@@ -50,6 +53,12 @@ class GuardConfig:
         if self.fpr_suspicious < self.fpr_memorized:
             raise ValueError(f"GuardConfig.fpr_suspicious must be >= fpr_memorized ({self.fpr_memorized:g}); got "
                              f"{self.fpr_suspicious!r}")
+        if self.mitigation not in MITIGATIONS:
+            raise ValueError(f"GuardConfig.mitigation must be one of {', '.join(MITIGATIONS)}; got "
+                             f"{self.mitigation!r}")
+        rs = self.repel_strength
+        if isinstance(rs, bool) or not isinstance(rs, (int, float)) or not (0.0 < rs <= 2.0):
+            raise ValueError(f"GuardConfig.repel_strength must be a number in (0, 2]; got {rs!r}")
         sw = self.score_window
         if not (sw == "all" or (isinstance(sw, int) and not isinstance(sw, bool) and sw >= 1)):
             raise ValueError(f"GuardConfig.score_window must be 'all' or an integer >= 1; got {sw!r}")

@@ -65,3 +65,23 @@ def corrected_denoised(x: torch.Tensor, denoised: torch.Tensor, obs: StepObserva
     changed = ((fu != 1) | (fz != 1)) & solvable
     out = torch.where(col(changed), d_solved, d1)
     return torch.where(torch.isfinite(out), out, d)
+
+
+def _centred(v: torch.Tensor) -> torch.Tensor:
+    """Each channel of each row minus its spatial mean: the image's content without its overall colour."""
+    return v - v.mean(dim=tuple(range(2, v.ndim)), keepdim=True)
+
+
+def repelled_denoised(denoised: torch.Tensor, anchor: torch.Tensor, strength: float) -> torch.Tensor:
+    """Self-repulsion (float32): remove ``strength`` times the component of x0_hat along the anchor, the x0_hat the
+    guard saw when it armed. A memorized prompt's denoiser keeps predicting that image at every later step, so the
+    removal acts every step to the end; both are centred per channel, so the image keeps its overall colour.
+
+    Per row: D' = D - s <c(D), u> u with u = c(A) / ||c(A)|| and c() the per-channel centring.
+    """
+    d = denoised.float()
+    u = _centred(anchor.float()).flatten(1)
+    u = u / u.norm(dim=1, keepdim=True).clamp_min(_EPS)
+    coef = (_centred(d).flatten(1) * u).sum(1, keepdim=True)
+    out = d - strength * (coef * u).view_as(d)
+    return torch.where(torch.isfinite(out), out, d)

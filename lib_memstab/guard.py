@@ -12,12 +12,12 @@ import math
 import torch
 
 from .config import GuardConfig
-from .correction import corrected_denoised
+from .correction import corrected_denoised, repelled_denoised
 from .dims import append_dims
 from .observation import as_sigma, observe_step
 from .profile import Profile
 from .rules import EARLY_FRACTION, early_flag, early_kind, early_signal, threshold_at
-from .verdict import Verdict, final_verdict
+from .verdict import Verdict, final_verdict, verdict_thresholds
 
 _INITIAL_CAPACITY = 64
 
@@ -38,6 +38,8 @@ class _Segment:
         self.early_first = torch.full((b,), -1, dtype=torch.long, device=device)
         self.nonfinite = torch.zeros(b, dtype=torch.bool, device=device)
         self.extrapolated = torch.zeros(b, dtype=torch.bool, device=device)
+        self.armed = torch.zeros(b, dtype=torch.bool, device=device)  # repel mitigation, latched
+        self.anchor: torch.Tensor | None = None  # x0_hat at arming: one latent per image, allocated once
 
     def row(self) -> torch.Tensor:
         """The trace row for the next step; grows by doubling (rarely) so that no step allocates."""
@@ -59,6 +61,11 @@ class Guard:
         self._early_flag_limit = profile.early_limit(float(profile.meta.get("early_fraction", EARLY_FRACTION)))
         self._t_early = {k: threshold_at(v, self.config.fpr_early) for k, v in profile.reference_early.items()
                          if len(v) >= 2}
+        # repel mitigation arms at the early flag (on the testbed the only signal that fires while a copy can still
+        # be steered: docs/findings.md) or where the final verdict will not be clean: with the calibrated verdict,
+        # as soon as the update z passes its "suspicious" threshold (the score is the max over the pass); with the
+        # paper's rule, when the AND flag fires
+        self._t_arm = verdict_thresholds(profile, self.config)[0]["suspicious"]
         self._force_new = False
 
     # ------------------------------------------------------------------ the per-step call
@@ -112,6 +119,9 @@ class Guard:
         if cfg.mode != "mitigate":
             return denoised
 
+        if cfg.mitigation == "repel":
+            arm = seg.flagged if cfg.verdict == "paper" else seg.early_hit | (finite & (z_upd > self._t_arm))
+            return self._repel(seg, row, denoised, arm)
         early = p.is_early(key, self._early)
         active = seg.flagged & finite & (z_upd > cfg.tau_mild) & (seg.strong | early)
         row[3] = active.float()
@@ -121,6 +131,18 @@ class Guard:
         fixed = corrected_denoised(x, denoised, obs, mean[:3], std[:3], next_mean[1], next_std[1], cfg.gamma,
                                    seg.strong, p.axis == "log_sigma", p.norm)
         return torch.where(append_dims(active, denoised.ndim), fixed.to(denoised.dtype), denoised)
+
+    def _repel(self, seg: _Segment, row: torch.Tensor, denoised: torch.Tensor, arm: torch.Tensor) -> torch.Tensor:
+        """Latch the rows that arm now with their x0_hat as anchor, then repel every armed row from its anchor."""
+        if seg.anchor is None:  # allocated once per segment, not per step
+            seg.anchor = torch.zeros_like(denoised, dtype=torch.float32)
+        new = arm & ~seg.armed
+        seg.anchor = torch.where(append_dims(new, denoised.ndim), denoised.float(), seg.anchor)
+        seg.armed |= new
+        row[3] = seg.armed.float()
+        seg.mitigated += seg.armed.long()
+        fixed = repelled_denoised(denoised, seg.anchor, self.config.repel_strength)
+        return torch.where(append_dims(seg.armed, denoised.ndim), fixed.to(denoised.dtype), denoised)
 
     def new_segment(self) -> None:
         """Start a new segment at the next ``observe`` even if the latent shape is unchanged (a host's second pass,

@@ -83,6 +83,16 @@ class Verdict:
                 "notes": self.notes, "image": self.image, "segment": self.segment}
 
 
+def verdict_thresholds(profile, config) -> tuple[dict[str, float], str]:
+    """The calibrated verdict's thresholds and where they come from (the Guard also arms repel mitigation on them)."""
+    if len(profile.reference_scores) >= 2:
+        return (rules.thresholds(profile.reference_scores, config.fpr_suspicious, config.fpr_memorized),
+                f"reference runs ({len(profile.reference_scores)})")
+    # an older profile: the paper's own z thresholds, said so
+    return ({"suspicious": config.tau_mild, "memorized": config.tau_strong},
+            "tau_mild / tau_strong (the profile has no reference scores: calibrate again)")
+
+
 def final_verdict(z_update, profile, config) -> dict:
     """The fields of the final verdict for one pass: score, level, flagged, rule, thresholds, thresholds_from. The
     early flag is the caller's (the Guard latches it on the device; a recorder recomputes it from the trace)."""
@@ -90,12 +100,7 @@ def final_verdict(z_update, profile, config) -> dict:
         return {"score": rules.pass_score(z_update, None if config.score_window == "all" else
                                           int(config.score_window)), "rule": "paper"}
     score = rules.pass_score(z_update)
-    if len(profile.reference_scores) >= 2:
-        th = rules.thresholds(profile.reference_scores, config.fpr_suspicious, config.fpr_memorized)
-        source = f"reference runs ({len(profile.reference_scores)})"
-    else:  # an older profile: the paper's own z thresholds, said so
-        th = {"suspicious": config.tau_mild, "memorized": config.tau_strong}
-        source = "tau_mild / tau_strong (the profile has no reference scores: calibrate again)"
+    th, source = verdict_thresholds(profile, config)
     lv = rules.level(score, th) if math.isfinite(score) else "clean"
     return {"score": score, "level": lv, "flagged": lv != "clean", "rule": "calibrated", "thresholds": th,
             "thresholds_from": source}

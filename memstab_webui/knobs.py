@@ -61,7 +61,7 @@ KNOBS: tuple[Knob, ...] = (
     Knob("enabled", "Enable", "bool", False, "Turn the memorization guard on for this generation.", xyz="Enabled"),
     Knob("mode", "Mode", "choice", _G.mode,
          "Detect only: write the verdict, never change the image. Detect and mitigate: also steer flagged "
-         "generations back into the stability region.", guard=True, choices=MODE_LABELS,
+         "generations away (how: Mitigation).", guard=True, choices=MODE_LABELS,
          choice_tips={"Detect only": "Write the verdict; the image is bit-identical to the guard being off.",
                       "Detect and mitigate": "Images that are never flagged stay bit-identical; flagged ones are "
                                              "corrected step by step."},
@@ -114,6 +114,21 @@ KNOBS: tuple[Knob, ...] = (
          "'memorized' when the score exceeds what this share of the calibration's ordinary generations reached.",
          guard=True, slider=(0, 0.2, 0.005), limits=(0.0, 0.999), setting="Default share of references above "
          "'memorized'", infotext="fpr memorized"),
+    # guard v2: what mitigate mode does (lib_memstab.correction)
+    Knob("mitigation", "Mitigation", "choice", _G.mitigation,
+         "Repel: from the step the guard first suspects a copy, remove from x0_hat its component along the x0_hat "
+         "of that step, to the end. Paper: the paper's norm rescaling and clamping (measured on the testbed, it does "
+         "not stop copies).", guard=True,
+         choices={"repel": "Repel (self-repulsion)", "paper": "Paper (norm clamps)"},
+         choice_tips={"Repel (self-repulsion)": "Acts only from the step the early flag fires or the update "
+                                                "z-score passes the 'suspicious' threshold (with the paper's "
+                                                "rule: its flag); other generations stay bit-identical.",
+                      "Paper (norm clamps)": "The paper's mitigation, kept for comparison."},
+         setting="Default mitigation", infotext="mitigation", xyz=True),
+    Knob("repel_strength", "Repel strength", "number", _G.repel_strength,
+         "Share of the flagged image's component that repel removes each step (1: all of it).", guard=True,
+         slider=(0.1, 2, 0.05), limits=(0.0, 2.0), setting="Default repel strength", infotext="repel strength",
+         xyz=True),
 )
 
 

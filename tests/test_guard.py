@@ -27,6 +27,7 @@ def guard_at(z, mode="mitigate", sigma=S0, sigma_next=S1, b=3, **cfg):
     p = profile_at_z(x, d, sigma, sigma_next, z)
     xo, do = batch(b, a=p.mean["x0"][0], r=p.mean["update"][0], sigma=sigma, seed=1)
     x, d = torch.cat([x[:1], xo[1:]]), torch.cat([d[:1], do[1:]])
+    cfg.setdefault("mitigation", "paper")  # most tests here check the paper's clamps; repel has its own below
     return Guard(p, GuardConfig(mode=mode, **cfg)), x, d
 
 
@@ -122,7 +123,7 @@ def test_mild_cases_are_corrected_only_early_strong_ones_always():
     for z, expect_late in (((5, 0, 5), False), ((5, 0, 20), True)):
         x, d = batch(1, sigma=late)
         p = profile_at_z(x, d, late, late_next, z)
-        g = Guard(p, GuardConfig(mode="mitigate"))
+        g = Guard(p, GuardConfig(mode="mitigate", mitigation="paper"))
         out = g.observe(x, d, late, late_next)
         v = g.verdicts()[0]
         assert v.flagged and (v.steps_mitigated == 1) == expect_late
@@ -299,3 +300,80 @@ def test_the_early_flag_uses_the_cond_gap_where_the_host_gives_it():
     g2.observe(x, d, S0, S1)  # no gap (Forge): the update z alone, against the update references
     assert g2.verdicts()[0].early_step is None
     assert float(early_signal(torch.tensor([1.0]), torch.tensor([float("nan")]))) == 1.0
+
+
+# ---------------------------------------------------------------------------------------------- repel mitigation
+def test_repel_removes_the_anchor_component_and_keeps_the_channel_means():
+    from lib_memstab.correction import repelled_denoised
+
+    g = torch.Generator().manual_seed(3)
+    anchor = torch.randn(2, 4, 8, 8, generator=g)
+    other = torch.randn(2, 4, 8, 8, generator=g)
+    means = anchor.mean(dim=(2, 3), keepdim=True)
+    out = repelled_denoised(anchor, anchor, 1.0)  # the anchor itself: only its channel means remain
+    assert torch.allclose(out, means.expand_as(out), atol=1e-5)
+    d = anchor + other
+    half = repelled_denoised(d, anchor, 0.5)
+    full = repelled_denoised(d, anchor, 1.0)
+    u = (anchor - means).flatten(1)
+    u = u / u.norm(dim=1, keepdim=True)
+
+    def along(v):
+        return ((v - v.mean(dim=(2, 3), keepdim=True)).flatten(1) * u).sum(1)
+
+    assert torch.allclose(along(full), torch.zeros(2), atol=1e-4)
+    assert torch.allclose(along(half), along(d) / 2, atol=1e-4)
+    assert torch.allclose(full.mean(dim=(2, 3)), d.mean(dim=(2, 3)), atol=1e-5)
+
+
+def test_repel_arms_above_the_suspicious_threshold_latches_its_anchor_and_spares_other_rows():
+    x, d = batch(3)
+    p = profile_at_z(x, d, S0, S1, (20, 0, 0))  # image 0: update z 20, x0 in region (the AND rule would not fire)
+    p.reference_scores = [1.0, 2.0, 3.0, 4.0, 5.0] * 4  # thresholds well below 20, far above the others' z
+    xo, do = batch(3, a=p.mean["x0"][0], r=p.mean["update"][0], seed=1)
+    x, d = torch.cat([x[:1], xo[1:]]), torch.cat([d[:1], do[1:]])
+    g = Guard(p, GuardConfig(mode="mitigate", mitigation="repel"))
+    out = g.observe(x, d, S0, S1)
+    assert torch.equal(out[1:], d[1:]), "rows that never arm are bit-for-bit the input"
+    assert not torch.equal(out[0], d[0])
+    anchor = d[:1].clone()
+    # the next step: image 0 stays armed even in the region, repelled from the step-0 x0_hat, not from its own
+    x2, d2 = batch(3, a=p.mean["x0"][0], r=p.mean["update"][0], seed=2)
+    out2 = g.observe(x2, d2, S0, S1)
+    from lib_memstab.correction import repelled_denoised
+
+    assert torch.allclose(out2[:1], repelled_denoised(d2[:1], anchor, 1.0), atol=1e-6)
+    assert torch.equal(out2[1:], d2[1:])
+    v = g.verdicts()
+    assert v[0].mitigated == [0, 1] and v[0].steps_mitigated == 2 and v[1].steps_mitigated == 0
+    assert v[0].level != "clean", "repel acts exactly where the final verdict is not clean"
+
+
+def test_repel_needs_no_per_step_allocation_that_grows():
+    x, d = batch(2)
+    p = profile_at_z(x, d, S0, S1, (20, 0, 0))
+    p.reference_scores = [1.0, 2.0] * 10
+    g = Guard(p, GuardConfig(mode="mitigate", mitigation="repel"), steps=50)
+    g.observe(x, d, S0, S1)
+    seg = g.segments[0]
+    shape, buf = seg.anchor.shape, seg.trace
+    for _ in range(49):
+        g.observe(x, d, S0, S1)
+    assert seg.anchor.shape == shape == x.shape and seg.trace is buf
+
+
+def test_repel_also_arms_at_the_early_flag_below_the_suspicious_threshold():
+    """The early flag (here the cond gap) arms repel though the update z (1) stays below "suspicious"."""
+    g, x, d = guard_at((1.0, 0, 0), mode="detect", b=2)
+    p = g.profile
+    n = len(p.grid)
+    p.mean["gap"], p.std["gap"] = [0.1] * n, [0.01] * n
+    p.reference_early = {"update": sorted([1.0] * 98 + [4.0, 6.0]), "max": sorted([1.0] * 98 + [4.0, 6.0])}
+    p.reference_scores = sorted([5.0, 6.0] * 10)  # suspicious far above the update z of 1
+    p.__post_init__()
+    g = Guard(p, GuardConfig(mode="mitigate", mitigation="repel"))
+    out = g.observe(x, d, S0, S1, cond_gap=torch.tensor([0.2, 0.1]))  # image 0: gap z 10, image 1: 0
+    assert not torch.equal(out[0], d[0]) and torch.equal(out[1], d[1])
+    v0, v1 = g.verdicts()
+    assert v0.early_step == 0 and v0.mitigated == [0] and v0.level == "clean"
+    assert v1.mitigated == [] and v1.early_step is None

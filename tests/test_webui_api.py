@@ -23,7 +23,8 @@ def test_positional_args_in_ui_order(host):
     from memstab_webui.args import UI_ORDER
 
     assert UI_ORDER[:8] == ("enabled", "mode", "profile", "tau_mild", "tau_strong", "gamma", "early_fraction", "plot")
-    assert UI_ORDER[8:] == ("verdict", "fpr_suspicious", "fpr_memorized"), "guard v2's knobs appended: old calls work"
+    assert UI_ORDER[8:] == ("verdict", "fpr_suspicious", "fpr_memorized", "mitigation", "repel_strength"), \
+        "guard v2's knobs appended: old calls work"
     res = host.run(host.txt2img([True, "Detect and mitigate", "automatic", 3, 14, 3, 0.2, False], prompt=MEMORIZED,
                                 steps=10))
     (k,) = keys_of(res)
@@ -113,9 +114,9 @@ def test_xyz_axes_set_the_fields_the_script_reads(host):
     labels = [o.label for o in host.xyz.axis_options if o.label.startswith("[MemStab]")]
     assert labels == ["[MemStab] Enabled", "[MemStab] Mode", "[MemStab] Sensitivity (tau_mild)",
                       "[MemStab] Strong threshold (tau_strong)", "[MemStab] Region width (gamma)",
-                      "[MemStab] Verdict rule"]
+                      "[MemStab] Verdict rule", "[MemStab] Mitigation", "[MemStab] Repel strength"]
     host.callbacks.before_ui_callback()  # a UI reload must not add them twice
-    assert len([o for o in host.xyz.axis_options if o.label.startswith("[MemStab]")]) == 6
+    assert len([o for o in host.xyz.axis_options if o.label.startswith("[MemStab]")]) == 8
     axes = {o.label: o for o in host.xyz.axis_options}
     p = host.txt2img([False], prompt=MEMORIZED, steps=8)
     for label, value in (("Enabled", "True"), ("Mode", "mitigate"), ("Sensitivity (tau_mild)", 4.0),
@@ -129,6 +130,7 @@ def test_xyz_axes_set_the_fields_the_script_reads(host):
     assert list(k)[:2] == ["MemStab verdict", "MemStab score"], "the verdict leads"
     assert axes["[MemStab] Mode"].choices() == ["detect", "mitigate"]
     assert axes["[MemStab] Verdict rule"].choices() == ["calibrated", "paper"]
+    assert axes["[MemStab] Mitigation"].choices() == ["repel", "paper"]
 
 
 def test_settings_section_and_defaults(host):
@@ -140,7 +142,8 @@ def test_settings_section_and_defaults(host):
     assert set(ours) == {"memstab_mode", "memstab_profile", "memstab_tau_mild", "memstab_tau_strong", "memstab_gamma",
                          "memstab_early_fraction", "memstab_plot", "memstab_profile_dir", "memstab_adetailer",
                          "memstab_log", "memstab_calib_prompts", "memstab_calib_seeds", "memstab_reference_prompts",
-                         "memstab_verdict", "memstab_fpr_suspicious", "memstab_fpr_memorized"}
+                         "memstab_verdict", "memstab_fpr_suspicious", "memstab_fpr_memorized", "memstab_mitigation",
+                         "memstab_repel_strength"}
     assert all(v.section == SECTION for v in ours.values())
     opts.data["memstab_mode"] = "mitigate"
     opts.data["memstab_tau_mild"] = 5.0

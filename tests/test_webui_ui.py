@@ -133,7 +133,8 @@ def test_a_new_knob_is_one_entry(host, monkeypatch):
         assert knobs.titles()["Extra switch"].startswith("A knob added")
         a = args.parse([{"mode": "detect", "extra": True}])
         assert not a.errors and a.values["extra"] is True
-        b = args.parse([True, "Detect only", "automatic", 3, 14, 3, 0.2, False, "paper", 0.02, 0.005, True])
+        b = args.parse([True, "Detect only", "automatic", 3, 14, 3, 0.2, False, "paper", 0.02, 0.005, "repel", 1.0,
+                        True])
         assert not b.errors and b.values["extra"] is True
         assert infotext.job_values(a.values, "p")["MemStab extra"] == "True"
         assert "MemStab extra" not in infotext.job_values(args.parse([{"mode": "detect"}]).values, "p")

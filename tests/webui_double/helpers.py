@@ -64,12 +64,15 @@ def reproduces(latent: torch.Tensor, image: int = 0) -> bool:
 
 def mitigation_run(host, sampler: str):
     """Three memorized images and one ordinary one, generated off, in detect and in mitigate mode (same seed).
-    Returns (off, detect, on) latents, the mitigate result, and the per-image distance to the stored image off/on."""
+    Returns (off, detect, on) latents (detect's carry ``.verdicts``), the mitigate result, and the per-image distance
+    to the stored image off/on."""
     from memstab_testbed.analytic import stored_image
 
     kw = {"prompt": [MEMORIZED] * 3 + [ORDINARY], "sampler_name": sampler, "batch_size": 4, "steps": 20, "seed": 3}
     off = images(host.run(host.txt2img(None, **kw)))
-    det = images(host.run(host.txt2img({"mode": "detect"}, **kw)))
+    det_res = host.run(host.txt2img({"mode": "detect"}, **kw))
+    det = images(det_res)
+    det.verdicts = [memstab_keys(parse(t))["MemStab verdict"] for t in det_res.infotexts]  # what detect said
     res = host.run(host.txt2img({"mode": "mitigate"}, **kw))
     on = images(res)
     y = stored_image(0)

@@ -12,7 +12,7 @@ Checks (numbers as in the brief):
  2 off: no alwayson_scripts vs args [false] give identical decoded pixels (Euler a, DPM++ 2M, DDIM; batch 2)
  3 calibration via POST /memstab/v1/calibrate; GET /memstab/v1/profiles names it under "automatic"
  4 detect: per-image MemStab verdict/score/thresholds; pixels identical to off (Euler a, DPM++ 2M, Heun, DDIM)
- 5 mitigate with forced flags: images without "MemStab mitigated steps" identical to off; at least one changes
+ 5 mitigate with forced flags (paper and repel): images without "MemStab mitigated steps" identical to off; one changes
  6 the paper rule: works, no "MemStab thresholds"
  7 hires fix and img2img carry per-image MemStab keys ("MemStab hires verdict" for hires)
  8 bad arguments: 200, image returned, "MemStab error" in extra_generation_params, no memstab traceback
@@ -286,8 +286,12 @@ class Smoke:
 
     def c5(self):
         d, ok, changed = [], True, 0
-        args = {"mode": "mitigate", "tau_mild": 0.5, "tau_strong": 1}
-        for s in ["Euler a", "DPM++ 2M", "DDIM"]:
+        # flags forced both ways: the paper's mitigation by a low tau, repel (the default) by a high share of
+        # references above "suspicious" (its threshold then sits inside the reference scores)
+        forced = [("paper", {"mode": "mitigate", "mitigation": "paper", "tau_mild": 0.5, "tau_strong": 1}),
+                  ("repel", {"mode": "mitigate", "fpr_suspicious": 0.5})]
+        for s, (how, args) in [(s, f) for f in forced for s in ["Euler a", "DPM++ 2M", "DDIM"]]:
+            d.append(f"-- {how}")
             got = self.against_off(s, [args], d)
             if got is None:
                 ok = False
