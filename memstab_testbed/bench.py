@@ -25,10 +25,10 @@ from lib_memstab import Guard, GuardConfig, Profile, Recorder
 from lib_memstab.rules import early_flag, threshold_at
 from lib_memstab.verdict import final_verdict
 
-from . import data
+from . import data, fidelity
 from . import model as M
-from .metrics import auc, nearest_rmse, rmse, tpr_at_fpr
-from .sampling import SAMPLERS, Sampling, generate
+from .metrics import auc, loose_rmse, nearest_rmse, rmse, tpr_at_fpr
+from .sampling import SAMPLERS, Sampling, generate, kdiff_denoiser
 
 ROOT = Path(__file__).resolve().parents[1]
 THRESHOLDS = Path(__file__).with_name("bench_thresholds.json")
@@ -251,6 +251,76 @@ def reproduction(images: torch.Tensor, train: torch.Tensor) -> torch.Tensor:
     return nearest_rmse(images, train)[0] < REPRO
 
 
+def loose_copies(images: torch.Tensor, memorized: torch.Tensor) -> torch.Tensor:
+    """Still a copy to a user: within REPRO of a memorized image after a small blur and a brightness/contrast fit."""
+    return loose_rmse(images, memorized)[0] < REPRO
+
+
+def copy_rates(images, train, memorized, clf, prompts, is_mem, baseline) -> dict:
+    """What a method's images are, measured as users see them: strict copies (any training image, another memorized
+    one included), loose copies (blur + brightness/contrast fit), copies either way, fidelity (the family classifier
+    finds what the prompt asks for), and how far ordinary images moved from the unguarded ones."""
+    strict = reproduction(images, train)
+    either = strict | loose_copies(images, memorized)
+    faithful = torch.from_numpy(fidelity.faithful(clf, images, prompts))
+    moved = rmse(images[~is_mem], baseline[~is_mem])
+    m = torch.from_numpy(is_mem)
+    return {"mr_mem": float(strict[m].float().mean()), "mr_loose": float(either[m].float().mean()),
+            "mr_ord": float(strict[~m].float().mean()), "mr_ord_loose": float(either[~m].float().mean()),
+            "fidelity": float(faithful[m].float().mean()), "fidelity_ord": float(faithful[~m].float().mean()),
+            "fresh_faithful": float((faithful & ~either)[m].float().mean()),
+            "ord_moved": float(moved.mean()), "ord_identical": float((moved == 0).float().mean())}
+
+
+def title_masked_conds(model, prompts: list[str], is_mem: np.ndarray) -> torch.Tensor:
+    """Each memorized prompt's conditioning with its title words' and padding positions taken from the empty
+    caption's encoding (the caption encoder spreads a title into the padding, as CLIP does): the most a token-level
+    mitigation that knew the trigger words could do without changing the prompt (Ren et al. mask attention)."""
+    cond, empty = model.encode(prompts), model.encode([""] * len(prompts))
+    for i, p in enumerate(prompts):
+        if not is_mem[i]:
+            continue
+        w, twin = M.words(p), set(M.words(data.twin_of(p)))
+        pos = [1 + j for j, x in enumerate(w) if x not in twin] + list(range(len(w) + 1, cond.shape[1]))
+        cond[i, pos] = empty[i, pos]
+    return cond
+
+
+def attributed_masked_conds(model, prompts, seeds, s: Sampling, is_mem: np.ndarray, step: int, top: int = 3):
+    """Token attribution without knowing the title: at ``step`` of each memorized row's own trajectory, replace one
+    word position at a time by the empty caption's encoding and see how much the cond gap ||D_c - D_u|| drops
+    (Wen et al.'s token significance, by leave-one-out instead of a gradient); the ``top`` words that drop it most,
+    and the padding, are then masked as in ``title_masked_conds``. Costs one conditional evaluation per word, once."""
+    captured = {"i": 0}
+
+    def capture(x, d, sigma, sigma_next, gap):
+        if captured["i"] == step:
+            captured["x"], captured["sigma"] = x.clone(), sigma
+        captured["i"] += 1
+        return d
+
+    generate(model, prompts, seeds, s, hook=capture)
+    x, sigma = captured["x"], captured["sigma"].reshape(-1).expand(len(prompts))
+    cond, empty = model.encode(prompts), model.encode([""] * len(prompts))
+    den = kdiff_denoiser(model)
+    with torch.no_grad():
+        du = den(x, sigma, context=empty)
+        base = (den(x, sigma, context=cond) - du).flatten(1).norm(dim=1)
+        drop = torch.full(cond.shape[:2], -math.inf)
+        for j in range(1, cond.shape[1] - 1):
+            c = cond.clone()
+            c[:, j] = empty[:, j]
+            drop[:, j] = base - (den(x, sigma, context=c) - du).flatten(1).norm(dim=1)
+    out = cond.clone()
+    for i, p in enumerate(prompts):
+        n = len(M.words(p))
+        if not is_mem[i] or n == 0:
+            continue
+        pos = (torch.topk(drop[i, 1:n + 1], min(top, n)).indices + 1).tolist() + list(range(n + 1, cond.shape[1]))
+        out[i, pos] = empty[i, pos]
+    return out
+
+
 def random_token_conds(model, prompts: list[str], seed: int = 0, n_tokens: int = 2) -> torch.Tensor:
     """Somepalli et al.'s random token addition: insert random vocabulary words at random places."""
     rng = np.random.default_rng(seed)
@@ -283,12 +353,14 @@ def main(argv=None) -> dict:
     log = print
 
     model = M.load(a.weights)
+    clf = fidelity.load()
     train = data.training_images()
     targets = data.memorized_targets()
+    mem_all = torch.stack([torch.from_numpy(t.image) for t in targets])
     mem_caps = [t.caption for t in targets]
     ordinary = data.ordinary_test_prompts() + data.novel_prompts()
     mem = set(mem_caps)
-    faces = ({c for c in mem_caps if c.startswith("portrait photo of")}, set(data.FACE_CAPTIONS[2:]))
+    faces = ({c for c in mem_caps if data.family_of(c) == "face"}, {p for p in ordinary if data.family_of(p) == "face"})
     test_p, test_s = expand(mem_caps + ordinary, plan.test_seeds)
     is_mem = np.array([p in mem for p in test_p])
     log(f"# model {a.weights.name}, train set {len(train)}, test {len(test_p)} generations "
@@ -323,6 +395,9 @@ def main(argv=None) -> dict:
              for r in early_detection(ref, profs["sigma"], off, is_mem)]
     others = other_signals(off, is_mem)
     repro_off = reproduction(off.images, train)
+    twin = np.array([p in set(data.generic_twins()) for p in test_p])  # does the template alone pull to a copy?
+    twins = {"generations": int(twin.sum()), "strict": float(repro_off[torch.from_numpy(twin)].float().mean()),
+             "loose": float((repro_off | loose_copies(off.images, mem_all))[torch.from_numpy(twin)].float().mean())}
     copies, ordinary_gen = repro_off.numpy().astype(bool), ~is_mem
     verdicts = []
     for name, prof, cfg in [("calibrated, sigma profile (default)", "sigma", GuardConfig()),
@@ -337,29 +412,39 @@ def main(argv=None) -> dict:
         verdicts.append({"verdict": name, "thresholds": th, **verdict_rates(lv, copies, ordinary_gen)})
     mit = [{"method": "none (CFG 7.5)", "images": off.images}]
     guards = {}
-    for name, prof in [("guard, sigma profile", "sigma"), ("guard, step profile (paper form)", "step")]:
-        g = Guard(profs[prof], GuardConfig(mode="mitigate"), steps=PRIMARY.steps)
-        r = record(model, test_p, test_s, PRIMARY, guard=g, time_it=prof == "sigma")
-        guards[prof] = r
-        mit.append({"method": name, "images": r.images, "verdicts": r.verdicts})
+    for name, prof, how in [("guard: repel (default), sigma profile", "sigma", "repel"),
+                            ("guard: paper mitigation, sigma profile", "sigma", "paper"),
+                            ("guard: paper mitigation, step profile (paper form)", "step", "paper")]:
+        g = Guard(profs[prof], GuardConfig(mode="mitigate", mitigation=how), steps=PRIMARY.steps)
+        r = record(model, test_p, test_s, PRIMARY, guard=g, time_it=how == "repel")
+        guards[name] = r
+        mit.append({"method": name, "images": r.images, "verdicts": r.verdicts, "key": f"{how}_{prof}"})
     if not a.quick:
         mit.append({"method": "lower CFG (3.0)", "images": generate(model, test_p, test_s, Sampling("euler", 50, 3.0))})
         mit.append({"method": "CFG delayed 20 % (Jain et al.)",
                     "images": generate(model, test_p, test_s, Sampling("euler", 50, 7.5, cfg_delay=0.2))})
         mit.append({"method": "random token addition (Somepalli et al.)",
                     "images": generate(model, test_p, test_s, PRIMARY, conds=random_token_conds(model, test_p))})
-    tgt_of = {t.caption: torch.from_numpy(t.image) for t in targets}
-    mem_targets = torch.stack([tgt_of[p] for p, m in zip(test_p, is_mem) if m])
+        # a ceiling, not a guard: is there an on-prompt way out at all? Memorized rows switch to their caption's
+        # generic twin (the title dropped, which changes the prompt) after the first step
+        twin_conds = model.encode([data.twin_of(p) if m else p for p, m in zip(test_p, is_mem)])
+        for k in (1, 10):
+            mit.append({"method": f"oracle: the caption without its title from step {k} (changes the prompt)",
+                        "images": generate(model, test_p, test_s, PRIMARY, switch=(k, twin_conds))})
+        mit.append({"method": "oracle: the title's and padding tokens' conditioning replaced by the empty "
+                              "caption's, from step 1 (token positions known)",
+                    "images": generate(model, test_p, test_s, PRIMARY,
+                                       switch=(1, title_masked_conds(model, test_p, is_mem)))})
+        for k in (1, 5, 10):
+            masked = attributed_masked_conds(model, test_p, test_s, PRIMARY, is_mem, k)
+            mit.append({"method": f"oracle-armed token attribution: the 3 words that most widen the cond gap at step "
+                                  f"{k}, and the padding, masked from then on", "images":
+                        generate(model, test_p, test_s, PRIMARY, switch=(k, masked))})
     for row in mit:
-        img = row["images"]
-        rep = reproduction(img, train)
-        moved = rmse(img[~is_mem], off.images[~is_mem])
-        row.update(mr_mem=float(rep[is_mem].float().mean()), mr_ord=float(rep[~is_mem].float().mean()),
-                   target_rmse=float(rmse(img[is_mem], mem_targets).mean()), ord_moved=float(moved.mean()),
-                   ord_identical=float((moved == 0).float().mean()))
+        row.update(copy_rates(row["images"], train, mem_all, clf, test_p, is_mem, off.images))
 
     # --- cost: the guard's time per step against the model's, in the same run
-    gr = guards["sigma"]
+    gr = guards["guard: repel (default), sigma profile"]
     overhead_ratio = gr.guard_seconds / gr.model_seconds
     sd_ratio = sd_sized_overhead()
 
@@ -396,20 +481,25 @@ def main(argv=None) -> dict:
 
     head = next(r for r in det if r["score"] == "paper score" and r["profile"] == "sigma" and r["window"] == 5)
     wen5 = next(r for r in det if r["score"].startswith("Wen") and r["window"] == 5)
-    g_sigma = next(r for r in mit if r["method"] == "guard, sigma profile")
+    g_default = next(r for r in mit if r.get("key") == "repel_sigma")
+    g_paper = next(r for r in mit if r.get("key") == "paper_sigma")
     v_default = verdicts[0]
     e_default = next(r for r in early if r["signal"] == "max of both")  # the primary run's
     headline = {"auc_first5": head["auc"], "tpr1_first5": head["tpr_nearest"], "wen_auc_first5": wen5["auc"],
                 "verdict_tpr": v_default["copies_memorized"], "verdict_fpr": v_default["ordinary_not_clean"],
                 "early_auc": e_default["auc"], "early_tpr1": e_default["tpr1"],
-                "mr_off": mit[0]["mr_mem"], "mr_on": g_sigma["mr_mem"],
-                "nonmem_identical_share": g_sigma["ord_identical"], "overhead_ratio": overhead_ratio}
+                "mr_off": mit[0]["mr_mem"], "mr_on": g_default["mr_mem"],
+                "nonmem_identical_share": g_default["ord_identical"], "overhead_ratio": overhead_ratio,
+                "mr_on_paper": g_paper["mr_mem"], "mr_off_loose": mit[0]["mr_loose"],
+                "mr_on_loose": g_default["mr_loose"], "fidelity_on": g_default["fidelity"],
+                "fidelity_off": mit[0]["fidelity"], "fresh_faithful_on": g_default["fresh_faithful"]}
     seconds = time.time() - t_start
     report = {"headline": headline, "detection": det, "verdicts": verdicts, "early": early, "other_signals": others,
               "mitigation": [{k: v for k, v in r.items() if k not in ("images", "verdicts")} for r in mit],
               "transfer": transfer, "per_step_auc": per_step, "flag_rates": {"memorized": tp_rate, "ordinary": fp_rate,
                                                                          "update_only": update_only},
               "sd_sized_overhead": sd_ratio, "outliers": outliers, "seconds": seconds,
+              "fidelity": {**clf.report, "ordinary_generations": mit[0]["fidelity_ord"]}, "twins": twins,
               "n": {"test": len(test_p), "memorized": int(is_mem.sum()), "reference": len(ref.trajectories),
                     "faces_pos": sum(p in faces[0] for p in test_p), "faces_neg": sum(p in faces[1] for p in test_p)},
               "repro_off_count": int(repro_off[is_mem].sum())}
@@ -423,7 +513,8 @@ def main(argv=None) -> dict:
             print("REGRESSION: " + "; ".join(failures), file=sys.stderr)
             raise SystemExit(1)
         return report
-    write_docs(a.docs, report, off, guards["sigma"], profs, z["sigma"], is_mem, test_p, mem_caps, plan)
+    write_docs(a.docs, report, off, guards["guard: repel (default), sigma profile"], profs, z["sigma"], is_mem,
+               test_p, mem_caps, plan)
     log(json.dumps({k: _r(v) for k, v in headline.items()}))
     return report
 
@@ -549,7 +640,9 @@ def write_docs(docs: Path, rep: dict, off: Run, guarded: Run, profs, z, is_mem, 
              "[findings.md](findings.md).", "",
              "## Setting", "",
              "- Model: the testbed (`memstab_testbed/MODEL_CARD.md`): SD-shaped eps-prediction U-Net, SD 1.x noise "
-             "schedule, 16x16 RGB, trained on this machine; 12 memorized captions, each tied to one image.",
+             "schedule, 16x16 RGB, trained on this machine (testbed v2); 12 memorized captions, each tied to one "
+             "image and each a generic training caption plus a title of its own, so that the caption also means "
+             "something the model can draw without copying.",
              f"- Test: {n['test']} generations = (12 memorized + {len(data.ordinary_test_prompts())} ordinary + "
              f"{len(data.novel_prompts())} novel prompts) x {len(plan.test_seeds)} seeds {plan.test_seeds}; "
              f"{n['memorized']} memorized. Primary sampler: Euler, 50 steps, CFG 7.5 (k-diffusion's `sample_euler` "
@@ -559,8 +652,12 @@ def write_docs(docs: Path, rep: dict, off: Run, guarded: Run, profs, z, is_mem, 
              "reference has its own noise), disjoint from the test prompts and seeds. "
              "Sigma profile = log-sigma indexed, RMS norms, median/MAD (the default); step profile = the paper's form "
              "(per step, flat L2 norms, mean/std).",
-             f"- Reproduction: a generation reproduces when its RMSE to the nearest of the {24000 + 12} training "
-             f"images is below {REPRO} (pixels in [-1, 1]). Labels for detection are prompt-level.",
+             f"- Reproduction (*strict*): a generation reproduces when its RMSE to the nearest of the {24000 + 12} "
+             f"training images is below {REPRO} (pixels in [-1, 1]); *loose* also counts one within {REPRO} of a "
+             "memorized image after a small blur and a brightness/contrast fit (Mitigation below). Labels for "
+             "detection are prompt-level. The ordinary prompts include each memorized caption's *generic twin* (the "
+             f"caption without its title): {rep['twins']['generations']} generations, of which "
+             f"{_f(rep['twins']['strict'])} copy strictly and {_f(rep['twins']['loose'])} loosely.",
              f"- Same-domain split (faces): named-face captions ({n['faces_pos']} generations) against generic face "
              f"captions ({n['faces_neg']} generations).", "",
              "## Headline", "", "| metric | value |", "|---|---|"]
@@ -620,13 +717,21 @@ def write_docs(docs: Path, rep: dict, off: Run, guarded: Run, profs, z, is_mem, 
               "| AUC | " + " | ".join(_f(r["auc"], 2) for r in shown) + " |"]
     lines += ["", "![update z traces](figures/z_update.png)", "", "![x0 z traces](figures/z_x0.png)", "",
               "## Mitigation (Euler 50)", "",
-              "MR = share of generations within RMSE 0.15 of a training image. *moved* = mean RMSE of each ordinary "
-              "generation to the unmitigated one of the same seed; *identical* = share left bit-for-bit identical.", "",
-              "| method | MR memorized | MR ordinary | mean RMSE to the memorized target | ordinary moved | "
-              "ordinary identical |", "|---|---|---|---|---|---|"]
+              f"Copies counted as users see them. *strict*: within RMSE {REPRO} of any training image (another "
+              "memorized image counts); *loose*: strict, or within the same distance of a memorized image after a "
+              "3x3 blur of both and the brightness/contrast (gain >= 0, offset) that fits the generation best to it "
+              "(a brightened or faded copy is still a copy). *fidelity*: share the family classifier "
+              f"(`memstab_testbed/fidelity.py`, held-out accuracy {_f(rep['fidelity']['heldout_accuracy'])}; on "
+              f"the unguarded ordinary generations {_f(rep['fidelity']['ordinary_generations'])}) finds in the "
+              "family its prompt asks for; *fresh and faithful*: in the family and no copy either way. *moved* = "
+              "mean RMSE of each ordinary generation to the unmitigated one of the same seed; *identical* = share "
+              "left bit-for-bit identical.", "",
+              "| method | memorized: strict | loose | fidelity | fresh and faithful | ordinary: strict | loose | "
+              "fidelity | moved | identical |", "|---|---|---|---|---|---|---|---|---|---|"]
     for r in rep["mitigation"]:
-        lines.append(f"| {r['method']} | {_f(r['mr_mem'])} | {_f(r['mr_ord'])} | {_f(r['target_rmse'])} | "
-                     f"{_f(r['ord_moved'])} | {_f(r['ord_identical'])} |")
+        lines.append(f"| {r['method']} | {_f(r['mr_mem'])} | {_f(r['mr_loose'])} | {_f(r['fidelity'])} | "
+                     f"{_f(r['fresh_faithful'])} | {_f(r['mr_ord'])} | {_f(r['mr_ord_loose'])} | "
+                     f"{_f(r['fidelity_ord'])} | {_f(r['ord_moved'])} | {_f(r['ord_identical'])} |")
     lines += ["", "![memorized prompts, guard off and on](figures/memorized_off_on.png)", "",
               "![ordinary prompts, guard off and on](figures/ordinary_off_on.png)", ""]
     if rep["transfer"]:
