@@ -282,16 +282,25 @@ def test_the_early_flag_fires_in_its_window_above_its_calibrated_threshold(z_upd
     assert ("early flag at step 0" in v.summary()) == fires
 
 
-def test_the_early_flag_uses_the_cond_gap_where_the_host_gives_it():
-    from lib_memstab.rules import early_signal
-
+def gap_profile(reference_scores=None):
+    """Two images at update z 1 and a profile with cond-gap statistics (gap 0.1 +- 0.01) and early-flag thresholds
+    at 4 (100 references); a cond gap of 0.2 is then gap z 10."""
     g, x, d = guard_at((1.0, 0, 0), mode="detect", b=2)
     p = g.profile
     n = len(p.grid)
     p.mean["gap"], p.std["gap"] = [0.1] * n, [0.01] * n
     p.reference_early = {"update": sorted([1.0] * 98 + [4.0, 6.0]), "max": sorted([1.0] * 98 + [4.0, 6.0])}
+    if reference_scores is not None:
+        p.reference_scores = reference_scores
     p.__post_init__()  # validate and forget the cached tables
-    g = Guard(p, g.config)
+    return p, x, d
+
+
+def test_the_early_flag_uses_the_cond_gap_where_the_host_gives_it():
+    from lib_memstab.rules import early_signal
+
+    p, x, d = gap_profile()
+    g = Guard(p, GuardConfig(mode="detect"))
     g.observe(x, d, S0, S1, cond_gap=torch.tensor([0.2, 0.1]))  # image 0: gap z = 10; image 1: on the centre
     v0, v1 = g.verdicts()
     assert v0.early_step == 0 and v1.early_step is None
@@ -364,13 +373,7 @@ def test_repel_needs_no_per_step_allocation_that_grows():
 
 def test_repel_also_arms_at_the_early_flag_below_the_suspicious_threshold():
     """The early flag (here the cond gap) arms repel though the update z (1) stays below "suspicious"."""
-    g, x, d = guard_at((1.0, 0, 0), mode="detect", b=2)
-    p = g.profile
-    n = len(p.grid)
-    p.mean["gap"], p.std["gap"] = [0.1] * n, [0.01] * n
-    p.reference_early = {"update": sorted([1.0] * 98 + [4.0, 6.0]), "max": sorted([1.0] * 98 + [4.0, 6.0])}
-    p.reference_scores = sorted([5.0, 6.0] * 10)  # suspicious far above the update z of 1
-    p.__post_init__()
+    p, x, d = gap_profile(sorted([5.0, 6.0] * 10))  # suspicious far above the update z of 1
     g = Guard(p, GuardConfig(mode="mitigate", mitigation="repel"))
     out = g.observe(x, d, S0, S1, cond_gap=torch.tensor([0.2, 0.1]))  # image 0: gap z 10, image 1: 0
     assert not torch.equal(out[0], d[0]) and torch.equal(out[1], d[1])
