@@ -35,3 +35,19 @@ def test_nearest_rmse_finds_the_copy():
     r, i = nearest_rmse(imgs, train, chunk=100)
     assert i[0] == 123 and r[0] == pytest.approx(0.01, abs=1e-5)
     assert r[1] > 0.3
+
+
+def test_loose_rmse_sees_a_faded_copy_and_not_an_inverted_or_other_image():
+    import torch
+
+    from memstab_testbed.metrics import loose_rmse, nearest_rmse
+
+    g = torch.Generator().manual_seed(0)
+    targets = torch.rand(3, 3, 16, 16, generator=g) * 2 - 1
+    faded = 0.6 * targets[1:2] + 0.2  # a copy with less contrast and more brightness
+    strict, _ = nearest_rmse(faded, targets)
+    best, idx = loose_rmse(faded, targets)
+    assert float(strict.min()) > 0.15 and float(best[0]) < 1e-3 and int(idx[0]) == 1
+    inverted, _ = loose_rmse(-targets[1:2], targets[1:2])  # gain >= 0: an inverted image is no copy
+    other, _ = loose_rmse(torch.rand(1, 3, 16, 16, generator=g) * 2 - 1, targets)
+    assert float(inverted[0]) > 0.2 and float(other[0]) > 0.2

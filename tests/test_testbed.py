@@ -85,3 +85,16 @@ def test_demo_runs_and_detect_mode_changes_nothing(tmp_path):
     rows = json.loads((tmp_path / "verdicts.json").read_text())
     assert len(rows) == summary["memorized_total"] + len(data.ordinary_test_prompts()[::3]) * 2
     assert all(r["verdict_mitigate"]["label"] in ("clean", "memorized", "nonfinite") for r in rows)
+
+
+def test_fidelity_classifier_knows_the_families_of_fresh_draws_and_of_the_memorized_images():
+    from memstab_testbed import fidelity
+
+    clf = fidelity.load()
+    assert clf.report["heldout_accuracy"] >= 0.95 and clf.report["memorized_targets_in_family"] == 12
+    caps, imgs = data.build_generic_pool(200, 99)  # a seed neither its training nor its held-out draws used
+    assert fidelity.faithful(clf, torch.from_numpy(imgs), caps).mean() >= 0.93
+    targets = data.memorized_targets()
+    mem = torch.stack([torch.from_numpy(t.image) for t in targets])
+    assert fidelity.faithful(clf, mem, [t.caption for t in targets]).all()
+    assert not fidelity.faithful(clf, mem[:1], ["a close-up photo of old coins"]).any(), "a face is no texture"
