@@ -192,6 +192,7 @@ def flagged_share(z: np.ndarray, mask: np.ndarray, tau: float = 3.0, update_only
     return float(hit[mask].mean()) if mask.any() else float("nan")
 
 
+EARLY_FPRS = (0.01, 0.02, 0.05, 0.1)  # shares of references above the early flag threshold: the trade-off table
 EARLY_SIGNALS = {"update z": "update", "cond gap z": "gap", "max of both": "max"}  # -> Recorder.early_score kind
 
 
@@ -393,6 +394,9 @@ def main(argv=None) -> dict:
 
     early = [{"sampler": "euler", "steps": PRIMARY.steps, **r}
              for r in early_detection(ref, profs["sigma"], off, is_mem)]
+    # the early flag's trade-off: its threshold at other shares of the references (GuardConfig.fpr_early)
+    early_fpr = [{"fpr_early": f, **next(r for r in early_detection(ref, profs["sigma"], off, is_mem, fpr=f)
+                                         if r["signal"] == "max of both")} for f in EARLY_FPRS]
     others = other_signals(off, is_mem)
     repro_off = reproduction(off.images, train)
     twin = np.array([p in set(data.generic_twins()) for p in test_p])  # does the template alone pull to a copy?
@@ -412,13 +416,17 @@ def main(argv=None) -> dict:
         verdicts.append({"verdict": name, "thresholds": th, **verdict_rates(lv, copies, ordinary_gen)})
     mit = [{"method": "none (CFG 7.5)", "images": off.images}]
     guards = {}
-    for name, prof, how in [("guard: repel (default), sigma profile", "sigma", "repel"),
-                            ("guard: paper mitigation, sigma profile", "sigma", "paper"),
-                            ("guard: paper mitigation, step profile (paper form)", "step", "paper")]:
-        g = Guard(profs[prof], GuardConfig(mode="mitigate", mitigation=how), steps=PRIMARY.steps)
+    guard_rows = [("guard: repel (default), sigma profile", "sigma", "repel", GuardConfig().fpr_early),
+                  ("guard: paper mitigation, sigma profile", "sigma", "paper", GuardConfig().fpr_early),
+                  ("guard: paper mitigation, step profile (paper form)", "step", "paper", GuardConfig().fpr_early)]
+    if not a.quick:  # repel armed earlier: the early flag at a larger share of the references
+        guard_rows += [(f"guard: repel, early flag at {f:.0%} of references", "sigma", "repel", f) for f in (0.05, 0.1)]
+    for name, prof, how, f_early in guard_rows:
+        g = Guard(profs[prof], GuardConfig(mode="mitigate", mitigation=how, fpr_early=f_early), steps=PRIMARY.steps)
         r = record(model, test_p, test_s, PRIMARY, guard=g, time_it=how == "repel")
         guards[name] = r
-        mit.append({"method": name, "images": r.images, "verdicts": r.verdicts, "key": f"{how}_{prof}"})
+        key = f"{how}_{prof}" if f_early == GuardConfig().fpr_early else f"{how}_{prof}_early{f_early}"
+        mit.append({"method": name, "images": r.images, "verdicts": r.verdicts, "key": key})
     if not a.quick:
         mit.append({"method": "lower CFG (3.0)", "images": generate(model, test_p, test_s, Sampling("euler", 50, 3.0))})
         mit.append({"method": "CFG delayed 20 % (Jain et al.)",
@@ -494,7 +502,8 @@ def main(argv=None) -> dict:
                 "mr_on_loose": g_default["mr_loose"], "fidelity_on": g_default["fidelity"],
                 "fidelity_off": mit[0]["fidelity"], "fresh_faithful_on": g_default["fresh_faithful"]}
     seconds = time.time() - t_start
-    report = {"headline": headline, "detection": det, "verdicts": verdicts, "early": early, "other_signals": others,
+    report = {"headline": headline, "detection": det, "verdicts": verdicts, "early": early, "early_fpr": early_fpr,
+              "other_signals": others,
               "mitigation": [{k: v for k, v in r.items() if k not in ("images", "verdicts")} for r in mit],
               "transfer": transfer, "per_step_auc": per_step, "flag_rates": {"memorized": tp_rate, "ordinary": fp_rate,
                                                                          "update_only": update_only},
@@ -693,6 +702,12 @@ def write_docs(docs: Path, rep: dict, off: Run, guarded: Run, profs, z, is_mem, 
     for r in rep["early"]:
         lines.append(f"| {r['sampler']} | {r['steps']} | {r['signal']} | {_f(r['auc'])} | {_f(r['tpr1'])} | "
                      f"{_f(r['threshold'], 2)} | {_f(r['flag_tpr'])} | {_f(r['flag_fpr'])} |")
+    lines += ["", "The early flag's trade-off (Euler 50, max of both): its threshold at other shares of the reference "
+              "trajectories (`fpr_early`; the default is 0.01). Measured on the test prompts, so it shows the "
+              "trade-off; it did not choose the default.", "",
+              "| fpr_early | threshold | flag TPR | flag FPR |", "|---|---|---|---|"]
+    lines += [f"| {r['fpr_early']} | {_f(r['threshold'], 2)} | {_f(r['flag_tpr'])} | {_f(r['flag_fpr'])} |"
+              for r in rep["early_fpr"]]
     lines += ["", "Other signals free of extra model calls (Euler 50, n = 1; the agreement needs the seeds of one "
               "prompt in one batch, as the benchmark generates them):", "", "| signal | steps | AUC |", "|---|---|---|"]
     lines += [f"| {r['signal']} | {r['window']} | {_f(r['auc'])} |" for r in rep["other_signals"]]
