@@ -526,7 +526,10 @@ class Smoke:
         current = (opts or {}).get("sd_model_checkpoint")
         titles = [m.get("title") for m in (models or [])]
         want = os.environ.get("MEMSTAB_LIVE_CKPT2")
-        other = next((t for t in titles if t != current and (not want or want in t)), None)
+        def stem(t):  # Forge's option names the checkpoint without the " [hash]" that sd-models lists
+            return (t or "").split(" [")[0]
+
+        other = next((t for t in titles if stem(t) != stem(current) and (not want or want in t)), None)
         d.append(f"checkpoints {titles}; current {current!r}; switching to {other!r}")
         if other is None:
             return False, d + ["no second checkpoint: build one (build_tiny_ckpt.py <webui> --name tiny-random-b "
