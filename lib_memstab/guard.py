@@ -134,7 +134,7 @@ class Guard:
 
     def _repel(self, seg: _Segment, row: torch.Tensor, denoised: torch.Tensor, arm: torch.Tensor) -> torch.Tensor:
         """Latch the rows that arm now with their x0_hat as anchor, then repel every armed row from its anchor."""
-        if seg.anchor is None:  # allocated once per segment, not per step
+        if seg.anchor is None:  # one latent per image per segment: replaced each step at the same size, never grown
             seg.anchor = torch.zeros_like(denoised, dtype=torch.float32)
         new = arm & ~seg.armed
         seg.anchor = torch.where(append_dims(new, denoised.ndim), denoised.float(), seg.anchor)

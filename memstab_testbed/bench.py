@@ -252,17 +252,18 @@ def reproduction(images: torch.Tensor, train: torch.Tensor) -> torch.Tensor:
     return nearest_rmse(images, train)[0] < REPRO
 
 
-def loose_copies(images: torch.Tensor, memorized: torch.Tensor) -> torch.Tensor:
-    """Still a copy to a user: within REPRO of a memorized image after a small blur and a brightness/contrast fit."""
-    return loose_rmse(images, memorized)[0] < REPRO
+def copy_masks(images: torch.Tensor, train: torch.Tensor, memorized: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per image: a strict copy (``reproduction``), and a copy either way: strict, or still a copy to a user, within
+    REPRO of a memorized image after a small blur and a brightness/contrast fit."""
+    strict = reproduction(images, train)
+    return strict, strict | (loose_rmse(images, memorized)[0] < REPRO)
 
 
 def copy_rates(images, train, memorized, clf, prompts, is_mem, baseline) -> dict:
     """What a method's images are, measured as users see them: strict copies (any training image, another memorized
     one included), loose copies (blur + brightness/contrast fit), copies either way, fidelity (the family classifier
     finds what the prompt asks for), and how far ordinary images moved from the unguarded ones."""
-    strict = reproduction(images, train)
-    either = strict | loose_copies(images, memorized)
+    strict, either = copy_masks(images, train, memorized)
     faithful = torch.from_numpy(fidelity.faithful(clf, images, prompts))
     moved = rmse(images[~is_mem], baseline[~is_mem])
     m = torch.from_numpy(is_mem)
@@ -271,6 +272,13 @@ def copy_rates(images, train, memorized, clf, prompts, is_mem, baseline) -> dict
             "fidelity": float(faithful[m].float().mean()), "fidelity_ord": float(faithful[~m].float().mean()),
             "fresh_faithful": float((faithful & ~either)[m].float().mean()),
             "ord_moved": float(moved.mean()), "ord_identical": float((moved == 0).float().mean())}
+
+
+def _mask_words_and_padding(cond: torch.Tensor, empty: torch.Tensor, i: int, words: list[int], n_words: int) -> None:
+    """Row i of ``cond``: the word positions ``words`` (1-based, after the start token) and every padding position
+    after the caption's ``n_words`` words take the empty caption's encoding."""
+    pos = words + list(range(n_words + 1, cond.shape[1]))
+    cond[i, pos] = empty[i, pos]
 
 
 def title_masked_conds(model, prompts: list[str], is_mem: np.ndarray) -> torch.Tensor:
@@ -282,8 +290,7 @@ def title_masked_conds(model, prompts: list[str], is_mem: np.ndarray) -> torch.T
         if not is_mem[i]:
             continue
         w, twin = M.words(p), set(M.words(data.twin_of(p)))
-        pos = [1 + j for j, x in enumerate(w) if x not in twin] + list(range(len(w) + 1, cond.shape[1]))
-        cond[i, pos] = empty[i, pos]
+        _mask_words_and_padding(cond, empty, i, [1 + j for j, x in enumerate(w) if x not in twin], len(w))
     return cond
 
 
@@ -317,8 +324,7 @@ def attributed_masked_conds(model, prompts, seeds, s: Sampling, is_mem: np.ndarr
         n = len(M.words(p))
         if not is_mem[i] or n == 0:
             continue
-        pos = (torch.topk(drop[i, 1:n + 1], min(top, n)).indices + 1).tolist() + list(range(n + 1, cond.shape[1]))
-        out[i, pos] = empty[i, pos]
+        _mask_words_and_padding(out, empty, i, (torch.topk(drop[i, 1:n + 1], min(top, n)).indices + 1).tolist(), n)
     return out
 
 
@@ -398,10 +404,10 @@ def main(argv=None) -> dict:
     early_fpr = [{"fpr_early": f, **next(r for r in early_detection(ref, profs["sigma"], off, is_mem, fpr=f)
                                          if r["signal"] == "max of both")} for f in EARLY_FPRS]
     others = other_signals(off, is_mem)
-    repro_off = reproduction(off.images, train)
-    twin = np.array([p in set(data.generic_twins()) for p in test_p])  # does the template alone pull to a copy?
-    twins = {"generations": int(twin.sum()), "strict": float(repro_off[torch.from_numpy(twin)].float().mean()),
-             "loose": float((repro_off | loose_copies(off.images, mem_all))[torch.from_numpy(twin)].float().mean())}
+    repro_off, either_off = copy_masks(off.images, train, mem_all)
+    twin = torch.from_numpy(np.array([p in set(data.generic_twins()) for p in test_p]))  # the template alone: a copy?
+    twins = {"generations": int(twin.sum()), "strict": float(repro_off[twin].float().mean()),
+             "loose": float(either_off[twin].float().mean())}
     copies, ordinary_gen = repro_off.numpy().astype(bool), ~is_mem
     verdicts = []
     for name, prof, cfg in [("calibrated, sigma profile (default)", "sigma", GuardConfig()),
@@ -416,16 +422,17 @@ def main(argv=None) -> dict:
         verdicts.append({"verdict": name, "thresholds": th, **verdict_rates(lv, copies, ordinary_gen)})
     mit = [{"method": "none (CFG 7.5)", "images": off.images}]
     guards = {}
-    guard_rows = [("guard: repel (default), sigma profile", "sigma", "repel", GuardConfig().fpr_early),
-                  ("guard: paper mitigation, sigma profile", "sigma", "paper", GuardConfig().fpr_early),
-                  ("guard: paper mitigation, step profile (paper form)", "step", "paper", GuardConfig().fpr_early)]
+    fpr0 = GuardConfig().fpr_early
+    guard_rows = [("guard: repel (default), sigma profile", "sigma", "repel", fpr0),
+                  ("guard: paper mitigation, sigma profile", "sigma", "paper", fpr0),
+                  ("guard: paper mitigation, step profile (paper form)", "step", "paper", fpr0)]
     if not a.quick:  # repel armed earlier: the early flag at a larger share of the references
         guard_rows += [(f"guard: repel, early flag at {f:.0%} of references", "sigma", "repel", f) for f in (0.05, 0.1)]
     for name, prof, how, f_early in guard_rows:
         g = Guard(profs[prof], GuardConfig(mode="mitigate", mitigation=how, fpr_early=f_early), steps=PRIMARY.steps)
         r = record(model, test_p, test_s, PRIMARY, guard=g, time_it=how == "repel")
-        guards[name] = r
-        key = f"{how}_{prof}" if f_early == GuardConfig().fpr_early else f"{how}_{prof}_early{f_early}"
+        key = f"{how}_{prof}" if f_early == fpr0 else f"{how}_{prof}_early{f_early}"
+        guards[key] = r
         mit.append({"method": name, "images": r.images, "verdicts": r.verdicts, "key": key})
     if not a.quick:
         mit.append({"method": "lower CFG (3.0)", "images": generate(model, test_p, test_s, Sampling("euler", 50, 3.0))})
@@ -452,7 +459,7 @@ def main(argv=None) -> dict:
         row.update(copy_rates(row["images"], train, mem_all, clf, test_p, is_mem, off.images))
 
     # --- cost: the guard's time per step against the model's, in the same run
-    gr = guards["guard: repel (default), sigma profile"]
+    gr = guards["repel_sigma"]
     overhead_ratio = gr.guard_seconds / gr.model_seconds
     sd_ratio = sd_sized_overhead()
 
@@ -522,8 +529,7 @@ def main(argv=None) -> dict:
             print("REGRESSION: " + "; ".join(failures), file=sys.stderr)
             raise SystemExit(1)
         return report
-    write_docs(a.docs, report, off, guards["guard: repel (default), sigma profile"], profs, z["sigma"], is_mem,
-               test_p, mem_caps, plan)
+    write_docs(a.docs, report, off, guards["repel_sigma"], profs, z["sigma"], is_mem, test_p, mem_caps, plan)
     log(json.dumps({k: _r(v) for k, v in headline.items()}))
     return report
 

@@ -169,6 +169,14 @@ def shape_caption(color: str, shape: str, bg: str) -> str:
     return f"a {color} {shape} on a {bg} background"
 
 
+def digit_caption(color: str, word: str, bg: str) -> str:
+    return f"a {color} handwritten digit {word} on a {bg} background"
+
+
+def number_caption(word: str, color: str) -> str:
+    return f"the number {word} written in {color} ink"
+
+
 def poster_caption(kind: str, c1: str, s1: str, c2: str, s2: str) -> str:
     return f"a {kind} poster with a {c1} {s1} and a {c2} {s2}"
 
@@ -321,8 +329,7 @@ def _random_digit(rng: np.random.Generator, src: _Sources) -> Sample:
     bg = rng.choice([b for b in BG_COLORS if b != color])
     image = _digit_image(rng, src.digits[k], color, bg)
     word = DIGIT_WORDS[src.labels[k]]
-    caption = (f"a {color} handwritten digit {word} on a {bg} background" if rng.random() < 0.5
-               else f"the number {word} written in {color} ink")
+    caption = digit_caption(color, word, bg) if rng.random() < 0.5 else number_caption(word, color)
     return Sample(caption, image)
 
 
@@ -393,7 +400,7 @@ def ordinary_test_prompts() -> list[str]:
     own = ([FACE_CAPTIONS[2], FACE_CAPTIONS[4], FACE_CAPTIONS[5]]
            + [shape_caption(c, s, bg) for c, s, bg in [("red", "circle", "black"), ("blue", "square", "white"),
                                                         ("yellow", "triangle", "gray"), ("white", "ring", "black")]]
-           + [f"a {c} handwritten digit {w} on a {bg} background"
+           + [digit_caption(c, w, bg)
               for c, w, bg in [("red", "three", "black"), ("white", "eight", "blue"), ("green", "one", "white")]]
            + [f"a close-up photo of {TEXTURES[k]}" for k in ["brick", "grass", "moon", "hubble_deep_field"]]
            + [poster_caption(*a) for a in [("concert", "blue", "circle", "red", "star"),
@@ -408,10 +415,10 @@ def reference_prompts() -> list[str]:
                 ("purple", "circle", "white"), ("green", "square", "black"), ("red", "triangle", "blue"),
                 ("white", "star", "gray"), ("yellow", "ring", "blue"), ("orange", "square", "yellow"),
                 ("blue", "star", "white"), ("pink", "circle", "purple")]]
-            + [f"a {c} handwritten digit {w} on a {bg} background"
+            + [digit_caption(c, w, bg)
                for c, w, bg in [("blue", "five", "yellow"), ("orange", "zero", "black"), ("pink", "two", "white"),
                                 ("yellow", "nine", "gray")]]
-            + [f"the number {w} written in {c} ink" for w, c in [("four", "red"), ("six", "white")]]
+            + [number_caption(w, c) for w, c in [("four", "red"), ("six", "white")]]
             + [f"{TEXTURES[k]}, detailed photo" for k in ["gravel", "text", "page", "immunohistochemistry", "camera",
                                                           "clock", "horse", "logo"]]
             + [poster_caption(*a) for a in [("festival", "green", "circle", "yellow", "square"),

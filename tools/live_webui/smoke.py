@@ -544,7 +544,7 @@ class Smoke:
             d.append(f"calibrate -> {st}: name {(js or {}).get('name')!r}, model {meta.get('model')!r}, hash "
                      f"{meta.get('model_hash')!r} (the checkpoint's listed hash {expect!r})")
             ok = st == 200 and meta.get("model_hash") and (expect is None or meta["model_hash"] == expect.lower())
-            ok = ok and other.split(" [")[0].rsplit(".", 1)[0].split("/")[-1] in meta.get("model", "")
+            ok = ok and stem(other).rsplit(".", 1)[0].split("/")[-1] in meta.get("model", "")
         finally:
             self.h.call("POST", "/sdapi/v1/options", {"sd_model_checkpoint": current})
         return bool(ok), d
