@@ -1,0 +1,28 @@
+"""The guard on a checkpoint that memorizes, inside a running webui (tools/live_webui/memorization_live.py). Needs the
+memstab-testbed checkpoint built into the host (tools/live_webui/memorizing_ckpt.py build <webui>); skipped with the
+reason unless MEMSTAB_LIVE_URL is set and MEMSTAB_LIVE_MEMORIZING=1 says the host has it. Two seeds per prompt
+(about 5 minutes on 2 CPU cores); the full measurement is the script's default (docs/live-memorization.md)."""
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+pytestmark = [pytest.mark.live,
+              pytest.mark.skipif(not (os.environ.get("MEMSTAB_LIVE_URL") and os.environ.get("MEMSTAB_LIVE_MEMORIZING")),
+                                 reason="MEMSTAB_LIVE_URL and MEMSTAB_LIVE_MEMORIZING=1 are not both set (no live "
+                                        "webui with the memorizing checkpoint)")]
+
+
+def test_memorized_prompts_copy_and_get_a_verdict_through_the_api():
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "tools" / "live_webui"))
+    import memorization_live
+
+    rep = memorization_live.main([os.environ["MEMSTAB_LIVE_URL"], "--seeds", "2", "--steps", "20"])
+    assert rep["off_strict"] >= 0.5, "the checkpoint no longer reproduces its memorized images in this host"
+    assert rep["off_ordinary_strict"] == 0.0
+    assert rep["missing_verdicts"] == 0
+    assert rep["detect_identical_to_off"] == 1.0
+    assert rep["unmitigated_identical"] == 1.0
+    assert rep["mitigated_images"] > 0

@@ -1,0 +1,64 @@
+"""The live kit's pure parts, which CI can run without a webui: how the memorization measurement reads the webui's
+images back into the latents they show, and how it writes its doc."""
+
+import base64
+import io
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tools" / "live_webui"))
+
+PIL = pytest.importorskip("PIL.Image")
+
+
+def _png_b64(a: np.ndarray) -> str:
+    buf = io.BytesIO()
+    PIL.fromarray(a).save(buf, format="PNG")
+    return base64.b64encode(buf.getvalue()).decode()
+
+
+def test_a_decoded_image_reads_back_as_its_latent():
+    import memorization_live as ml
+
+    rng = np.random.default_rng(0)
+    latent = rng.uniform(-1, 1, (3, 16, 16)).astype(np.float32)
+    # what the checkpoint's VAE and the webui do: 8x nearest upsampling, then (x + 1) / 2 to 8 bits
+    img = np.round((np.repeat(np.repeat(latent, 8, 1), 8, 2).transpose(1, 2, 0) + 1) * 127.5).astype(np.uint8)
+    pix = ml.pixels_of({"images": ["data:image/png;base64," + _png_b64(img)]})
+    assert pix[0].shape == (128, 128, 3) and (pix[0] == img).all()
+    back = ml.latents_shown(pix)[0].numpy()
+    assert back.shape == (3, 16, 16)
+    assert np.abs(back - latent).max() <= 0.5 / 127.5 + 1e-6  # 8-bit rounding only
+    assert np.abs(ml.latents_shown([np.roll(img, 1, 0)])[0].numpy() - latent).max() > 0.05  # not a tautology
+
+
+def test_the_doc_keeps_its_text_and_replaces_the_table(tmp_path):
+    import memorization_live as ml
+
+    rep = {k: 0.5 for _, key, _ in ml.ROWS for k in (key if isinstance(key, tuple) else (key,))}
+    rep.update(sampler="Euler", steps=20, profile="p", reference_generations=56, seconds=10.0, thresholds="1/2",
+               per_caption=[{"caption": "portrait photo of anna petrova", "copies_off": 4,
+                             "verdicts": ["clean", "memorized"], "early": 1, "copies_on": 0}])
+    doc = tmp_path / "live.md"
+    doc.write_text("# Hand-written\n\nkept\n\n<!-- measured: written by tools/live_webui/memorization_live.py -->"
+                   "\nOLD-TABLE")
+    jf = tmp_path / "r.json"
+    jf.write_text(json.dumps(rep))
+    ml.main(["--from", str(jf), "--md", str(doc)])
+    text = doc.read_text()
+    assert text.startswith("# Hand-written\n\nkept") and "OLD-TABLE" not in text
+    assert "| Euler 20 |" in text and "| portrait photo of anna petrova | 4 | clean, memorized | 1 | 0 |" in text
+    assert text.count("0.500") >= 10
+
+
+def test_latents_carry_rgb_and_their_mean():
+    import memorizing_ckpt as mc
+
+    x = np.random.default_rng(1).uniform(-1, 1, (2, 3, 16, 16)).astype(np.float32)
+    z = mc.latents_of(x)
+    assert z.shape == (2, 4, 16, 16) and np.allclose(z[:, :3], x) and np.allclose(z[:, 3], x.mean(1))
+    assert 2 ** (len(mc.VAE["ch_mult"]) - 1) == 8  # the webui assumes 8 pixels per latent cell
