@@ -167,7 +167,7 @@ def main(argv=None) -> dict:
 
     d = np.load(s.data)
     mem_caps = [str(c) for c in d["mem_captions"]]
-    ordinary = [str(c) for c in d["ordinary_prompts"]]
+    ordinary = data.ordinary_test_prompts() + data.novel_prompts()
     train = torch.cat([torch.from_numpy(d["pool_images"]), torch.from_numpy(d["mem_images"])])
     mem_imgs = torch.from_numpy(d["mem_images"])
     clf = fidelity.load()
@@ -196,6 +196,7 @@ def main(argv=None) -> dict:
     untouched_same = [bool((runs["mitigate"][0][i] == detect_pix[i]).all()) for i in untouched]
     strict, loose = bench.copy_masks(off, train, mem_imgs)
     strict, loose = strict.numpy(), loose.numpy()
+    on_strict = bench.copy_masks(on, train, mem_imgs)[0].numpy()
     levels = np.array([k.get("MemStab verdict", "missing") for k in off_keys])
     early = np.array(["MemStab early step" in k for k in off_keys])
     scores = np.array([float(k.get("MemStab score", "nan")) for k in off_keys])
@@ -237,8 +238,7 @@ def main(argv=None) -> dict:
         "per_caption": [{"caption": c, "copies_off": int(strict[i * s.seeds:(i + 1) * s.seeds].sum()),
                          "verdicts": list(levels[i * s.seeds:(i + 1) * s.seeds]),
                          "early": int(early[i * s.seeds:(i + 1) * s.seeds].sum()),
-                         "copies_on": int(bench.copy_masks(on[i * s.seeds:(i + 1) * s.seeds], train,
-                                                          mem_imgs)[0].sum())}
+                         "copies_on": int(on_strict[i * s.seeds:(i + 1) * s.seeds].sum())}
                         for i, c in enumerate(mem_caps)],
         "seconds": round(time.time() - t_start, 1),
     }

@@ -44,7 +44,7 @@ UNET = {"image_size": RES, "in_channels": 4, "out_channels": 4, "model_channels"
         "transformer_depth": 1, "context_dim": 768, "use_checkpoint": False, "legacy": False}
 VAE = {"double_z": True, "z_channels": 4, "resolution": 8 * RES, "in_channels": 3, "out_ch": 3, "ch": 128,
        "ch_mult": [1, 1, 1, 1], "num_res_blocks": 1, "attn_resolutions": [], "dropout": 0.0}
-K = 100.0  # the constant channels that pin GroupNorm's variance (see _vae_state)
+K = 100.0  # the constant channels that pin GroupNorm's variance (see exact_vae)
 
 
 def latents_of(images: np.ndarray) -> np.ndarray:
@@ -62,10 +62,7 @@ def export_data(out: Path, pool: int, seed: int) -> None:
     out.mkdir(parents=True, exist_ok=True)
     np.savez_compressed(out / "data.npz", pool_images=imgs, pool_captions=np.array(caps),
                         mem_images=np.stack([t.image for t in targets]),
-                        mem_captions=np.array([t.caption for t in targets]),
-                        reference_prompts=np.array(data.reference_prompts()),
-                        ordinary_prompts=np.array(data.ordinary_test_prompts() + data.novel_prompts()),
-                        twins=np.array(data.generic_twins()))
+                        mem_captions=np.array([t.caption for t in targets]))
     print(f"{out / 'data.npz'}: pool {len(caps)} ({len(set(caps))} captions), memorized {len(targets)}")
 
 
@@ -74,15 +71,22 @@ def _ldm(sdw: str):
     sys.path.insert(0, os.path.join(sdw, "repositories/stable-diffusion-stability-ai"))
 
 
-def clip_state() -> dict:
-    """CLIP-L text weights from a fixed numpy seed: normal(0, 0.02) for every matrix and embedding, ones and zeros
-    for the layer norms, as at initialisation; the same bytes on every machine."""
-    import torch
+def clip_text_model():
+    """A CLIP-L text encoder of the size the webui's FrozenCLIPEmbedder expects, with the weights of ``clip_state``."""
     from transformers import CLIPTextConfig, CLIPTextModel
 
     model = CLIPTextModel(CLIPTextConfig(hidden_size=768, intermediate_size=3072, num_attention_heads=12,
                                          num_hidden_layers=12, max_position_embeddings=77, hidden_act="quick_gelu",
                                          vocab_size=49408))
+    model.load_state_dict(clip_state(model))
+    return model.eval().requires_grad_(False)
+
+
+def clip_state(model) -> dict:
+    """CLIP-L text weights for ``model``'s keys from a fixed numpy seed: normal(0, 0.02) for every matrix and
+    embedding, ones and zeros for the layer norms, as at initialisation; the same bytes on every machine."""
+    import torch
+
     out = {}
     for k, v in model.state_dict().items():
         if not v.is_floating_point():
@@ -103,14 +107,10 @@ class Conditioner:
 
     def __init__(self):
         import torch
-        from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
+        from transformers import CLIPTokenizer
 
         self.tok = CLIPTokenizer.from_pretrained("openai/clip-vit-large-patch14")
-        self.model = CLIPTextModel(CLIPTextConfig(hidden_size=768, intermediate_size=3072, num_attention_heads=12,
-                                                  num_hidden_layers=12, max_position_embeddings=77,
-                                                  hidden_act="quick_gelu", vocab_size=49408))
-        self.model.load_state_dict(clip_state())
-        self.model.eval().requires_grad_(False)
+        self.model = clip_text_model()
         self.torch = torch
 
     def probe(self) -> str:
@@ -141,10 +141,11 @@ def _unet(sdw: str):
 
 
 def _alphas_cumprod():
-    import torch
+    """SD 1.x's training schedule, as the testbed model uses it (memstab_testbed/model.py needs only torch)."""
+    sys.path.insert(0, str(HERE.parents[1]))
+    from memstab_testbed.model import sd_alphas_cumprod
 
-    betas = torch.linspace(0.00085 ** 0.5, 0.012 ** 0.5, 1000, dtype=torch.float64) ** 2
-    return torch.cumprod(1 - betas, 0).float()
+    return sd_alphas_cumprod()
 
 
 def train(run: Path, sdw: str, steps: int, batch: int, lr: float, mem_share: float, threads: int, seed: int,
@@ -276,7 +277,7 @@ def save_unet(unet, path: Path, meta: dict, probe: str) -> None:
 
 
 # ---------------------------------------------------------------------------------------------- the VAE, set by hand
-def _vae_state(sdw: str) -> dict:
+def exact_vae(sdw: str):
     """An AutoencoderKL whose decoder is an exact 8x nearest upsampling of latent channels 0-2 and whose encoder is
     an exact 8x8 average of the image (latent channel 3: the mean of the three).
 
@@ -290,7 +291,7 @@ def _vae_state(sdw: str) -> dict:
     _ldm(sdw)
     from ldm.models.autoencoder import AutoencoderKL
 
-    vae = AutoencoderKL(ddconfig=VAE, lossconfig={"target": "torch.nn.Identity"}, embed_dim=4)
+    vae = AutoencoderKL(ddconfig=VAE, lossconfig={"target": "torch.nn.Identity"}, embed_dim=4).eval()
     sd = {k: torch.zeros_like(v) for k, v in vae.state_dict().items()}
     for k in sd:
         if k.endswith("norm1.weight") or k.endswith("norm2.weight") or k.endswith(".norm.weight"):
@@ -307,52 +308,48 @@ def _vae_state(sdw: str) -> dict:
         if ".downsample.conv.weight" in k:
             sd[k] = avg.clone()
 
-    def carry(prefix_in: str, n_in: int, prefix_out: str, out_rows: list[list[tuple[int, float]]], out_bias=None):
+    def carry(prefix: str, n_in: int, out_rows: list[list[tuple[int, float]]], out_bias=None):
         """conv_in: input channel c -> group c as [v, -v, K, -K]; norm_out: undo the scale, add 20; conv_out: each
         output row is a sum of (group, weight) of (ch 4g - ch 4g+1) / 2."""
-        w_in = torch.zeros_like(sd[prefix_in + ".conv_in.weight"])
-        b_in = torch.zeros_like(sd[prefix_in + ".conv_in.bias"])
+        w_in = torch.zeros_like(sd[prefix + ".conv_in.weight"])
+        b_in = torch.zeros_like(sd[prefix + ".conv_in.bias"])
         for c in range(n_in):
             w_in[4 * c, c, 1, 1], w_in[4 * c + 1, c, 1, 1] = 1.0, -1.0
             b_in[4 * c + 2], b_in[4 * c + 3] = K, -K
-        sd[prefix_in + ".conv_in.weight"], sd[prefix_in + ".conv_in.bias"] = w_in, b_in
+        sd[prefix + ".conv_in.weight"], sd[prefix + ".conv_in.bias"] = w_in, b_in
         nw = torch.zeros(128)
         nb = torch.zeros(128)
         for c in range(n_in):
             nw[4 * c] = nw[4 * c + 1] = K / 2 ** 0.5
             nb[4 * c] = nb[4 * c + 1] = 20.0
-        sd[prefix_out + ".norm_out.weight"], sd[prefix_out + ".norm_out.bias"] = nw, nb
-        w_out = torch.zeros_like(sd[prefix_out + ".conv_out.weight"])
+        sd[prefix + ".norm_out.weight"], sd[prefix + ".norm_out.bias"] = nw, nb
+        w_out = torch.zeros_like(sd[prefix + ".conv_out.weight"])
         for o, terms in enumerate(out_rows):
             for g, wt in terms:
                 w_out[o, 4 * g, 1, 1] += wt / 2
                 w_out[o, 4 * g + 1, 1, 1] -= wt / 2
-        sd[prefix_out + ".conv_out.weight"] = w_out
-        b_out = torch.zeros_like(sd[prefix_out + ".conv_out.bias"])
+        sd[prefix + ".conv_out.weight"] = w_out
+        b_out = torch.zeros_like(sd[prefix + ".conv_out.bias"])
         if out_bias is not None:
             b_out[:] = torch.tensor(out_bias)
-        sd[prefix_out + ".conv_out.bias"] = b_out
+        sd[prefix + ".conv_out.bias"] = b_out
 
     third = 1.0 / 3.0
     # encoder: mean = (R, G, B, (R+G+B)/3); logvar = -30 (the posterior sample is its mean)
-    carry("encoder", 3, "encoder", [[(0, 1.0)], [(1, 1.0)], [(2, 1.0)], [(0, third), (1, third), (2, third)],
+    carry("encoder", 3, [[(0, 1.0)], [(1, 1.0)], [(2, 1.0)], [(0, third), (1, third), (2, third)],
                                      [], [], [], []], [0, 0, 0, 0, -30, -30, -30, -30])
-    carry("decoder", 3, "decoder", [[(0, 1.0)], [(1, 1.0)], [(2, 1.0)]])
+    carry("decoder", 3, [[(0, 1.0)], [(1, 1.0)], [(2, 1.0)]])
     # the decoder's conv_in reads latent channels 0-2 (its groups 0-2); quant convs are the identity
     sd["quant_conv.weight"] = torch.eye(8).view(8, 8, 1, 1)
     sd["post_quant_conv.weight"] = torch.eye(4).view(4, 4, 1, 1)
-    return {"first_stage_model." + k: v for k, v in sd.items()}
+    vae.load_state_dict(sd)
+    return vae
 
 
-def check_vae(sdw: str, sd: dict) -> dict:
-    """Refuse a VAE that is not the exact upsampler / averager its docstring promises (on this ldm and torch)."""
+def check_vae(vae) -> None:
+    """Refuse a VAE that is not the exact upsampler / averager ``exact_vae`` promises (on this ldm and torch)."""
     import torch
 
-    _ldm(sdw)
-    from ldm.models.autoencoder import AutoencoderKL
-
-    vae = AutoencoderKL(ddconfig=VAE, lossconfig={"target": "torch.nn.Identity"}, embed_dim=4)
-    vae.load_state_dict({k[len("first_stage_model."):]: v for k, v in sd.items()})
     z = torch.rand(2, 4, RES, RES, generator=torch.Generator().manual_seed(0)) * 2 - 1
     with torch.no_grad():
         img = vae.decode(z)
@@ -361,7 +358,6 @@ def check_vae(sdw: str, sd: dict) -> dict:
     enc = (post[:, :3] - z[:, :3]).abs().max().item()
     if dec > 1e-3 or enc > 1e-3:
         raise SystemExit(f"the VAE is not exact here (decode error {dec:.2g}, encode error {enc:.2g})")
-    return sd
 
 
 def config(sdw: str) -> dict:
@@ -385,13 +381,16 @@ def build(sdw: str, weights: Path, name: str = NAME) -> Path:
     with safe_open(str(weights), "pt") as f:
         unet = {k: f.get_tensor(k) for k in f.keys()}
         meta = f.metadata() or {}
-    probe = Conditioner().probe()
+    cond = Conditioner()
+    probe = cond.probe()
     if meta.get("clip_probe") and meta["clip_probe"] != probe:
         raise SystemExit(f"the text encoder built here differs from the one the UNet was trained with "
                          f"(probe {probe}, trained {meta['clip_probe']}): check torch/transformers")
     sd = {"model.diffusion_model." + k: v for k, v in unet.items()}
-    sd.update(check_vae(sdw, _vae_state(sdw)))
-    sd.update({"cond_stage_model.transformer." + k: v for k, v in clip_state().items()})
+    vae = exact_vae(sdw)
+    check_vae(vae)
+    sd.update({"first_stage_model." + k: v for k, v in vae.state_dict().items()})
+    sd.update({"cond_stage_model.transformer." + k: v for k, v in cond.model.state_dict().items()})
     sd = {k: (v.half() if v.is_floating_point() and not k.startswith("first_stage") else v).contiguous()
           for k, v in sd.items()}
     out = Path(sdw) / "models/Stable-diffusion"
