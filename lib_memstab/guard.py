@@ -36,6 +36,9 @@ class _Segment:
         self.mitigated = torch.zeros(b, dtype=torch.long, device=device)
         self.early_hit = torch.zeros(b, dtype=torch.bool, device=device)  # guard v2's early flag, latched
         self.early_first = torch.full((b,), -1, dtype=torch.long, device=device)
+        # the early score (max of the early signal over the early window), for each kind, for the final verdict
+        self.early_max = torch.full((2, b), -math.inf, device=device)  # [update alone, max with the cond gap]
+        self.gap_steps = 0  # steps with a cond-gap z: the "max" kind applies when every step had one
         self.nonfinite = torch.zeros(b, dtype=torch.bool, device=device)
         self.extrapolated = torch.zeros(b, dtype=torch.bool, device=device)
         self.armed = torch.zeros(b, dtype=torch.bool, device=device)  # repel mitigation, latched
@@ -63,9 +66,12 @@ class Guard:
                          if len(v) >= 2}
         # repel mitigation arms at the early flag (on the testbed the only signal that fires while a copy can still
         # be steered: docs/findings.md) or where the final verdict will not be clean: with the calibrated verdict,
-        # as soon as the update z passes its "suspicious" threshold (the score is the max over the pass); with the
-        # paper's rule, when the AND flag fires
-        self._t_arm = verdict_thresholds(profile, self.config)[0]["suspicious"]
+        # as soon as the update z passes its "suspicious" threshold (the score is the max over the pass) or, inside
+        # the early window, the early signal passes its own; with the paper's rule, when the AND flag fires
+        self._t_arm = {}
+        for kind in ("update", "max"):
+            th, eth, _ = verdict_thresholds(profile, self.config, kind)
+            self._t_arm[kind] = (th["suspicious"], math.inf if eth is None else eth["suspicious"])
         self._force_new = False
 
     # ------------------------------------------------------------------ the per-step call
@@ -109,10 +115,13 @@ class Guard:
             if p.has_gap:  # one-sided: a memorized prompt widens the gap
                 z_gap = row[5] = (gap - mean[3]) / std[3]
         kind = early_kind(z_gap is not None)
+        seg.gap_steps += z_gap is not None
+        signal = early_signal(z_upd, z_gap) if z_gap is not None else z_upd
+        window = finite & p.is_early(key, self._early_flag_limit)
+        seg.early_max = torch.where(window, torch.maximum(seg.early_max, torch.stack([z_upd, signal])),
+                                    seg.early_max)
         if kind in self._t_early:
-            signal = early_signal(z_upd, z_gap) if z_gap is not None else z_upd
-            window = p.is_early(key, self._early_flag_limit)
-            hit = ~seg.early_hit & finite & window & (signal > self._t_early[kind])
+            hit = ~seg.early_hit & window & (signal > self._t_early[kind])
             seg.early_first = torch.where(hit, torch.full_like(seg.early_first, i), seg.early_first)
             seg.early_hit |= hit
         seg.steps += 1
@@ -120,7 +129,11 @@ class Guard:
             return denoised
 
         if cfg.mitigation == "repel":
-            arm = seg.flagged if cfg.verdict == "paper" else seg.early_hit | (finite & (z_upd > self._t_arm))
+            if cfg.verdict == "paper":
+                arm = seg.flagged
+            else:
+                t_pass, t_early = self._t_arm[kind]
+                arm = seg.early_hit | (finite & (z_upd > t_pass)) | (window & (signal > t_early))
             return self._repel(seg, row, denoised, arm)
         early = p.is_early(key, self._early)
         active = seg.flagged & finite & (z_upd > cfg.tau_mild) & (seg.strong | early)
@@ -166,17 +179,19 @@ class Guard:
             n = seg.steps
             flat = torch.cat([seg.trace[:n].flatten(), seg.flagged.float(), seg.strong.float(), seg.first.float(),
                               seg.mitigated.float(), seg.nonfinite.float(), seg.extrapolated.float(),
-                              seg.early_hit.float(), seg.early_first.float()]).cpu()
+                              seg.early_hit.float(), seg.early_first.float(), seg.early_max.flatten()]).cpu()
             b = seg.shape[0]
             trace = flat[: n * 6 * b].view(n, 6, b)
-            flags = flat[n * 6 * b:].view(8, b)
+            flags = flat[n * 6 * b:].view(10, b)
+            kind = early_kind(n > 0 and seg.gap_steps == n)
+            early_scores = flags[9 if kind == "max" else 8]
             w = n if window == "all" else min(int(window), n)
             for j in range(b):
                 zu = trace[:, 0, j]
                 gap = trace[:w, 4, j]
                 gap = gap[torch.isfinite(gap)]
                 early = bool(flags[0, j])
-                final = final_verdict(zu.tolist(), self.profile, cfg)
+                final = final_verdict(zu.tolist(), self.profile, cfg, float(early_scores[j]), kind)
                 out.append(Verdict(
                     image=j, segment=seg.index, steps=n, flagged=final.pop("flagged", early),
                     severity=("strong" if flags[1, j] else "mild") if early else "none",

@@ -28,8 +28,10 @@ from .observation import NORMS
 from .text import brief
 
 FORMAT = "memstab-profile"
-VERSION = 2  # 2 adds reference_scores (the calibrated verdict); version 1 files still load and say they lack it
-READS = (1, 2)
+# 2 adds reference_scores (the calibrated verdict), 3 reference_pairs (the verdict that uses the early score too);
+# older files still load and say what they lack
+VERSION = 3
+READS = (1, 2, 3)
 AXES = ("log_sigma", "step")
 STATISTICS = ("mean_std", "median_mad")
 QUANTITIES = ("update", "latent", "x0")
@@ -76,6 +78,9 @@ class Profile:
     # the same for the early flag's score (lib_memstab.rules.early_signal, max over the first
     # meta["early_fraction"] of the schedule): "update" (the update z alone) and, where the gap was recorded, "max"
     reference_early: dict[str, list[float]] = field(default_factory=dict)
+    # per kind as above, each reference trajectory's (whole-pass score, early score), cross-fitted together and
+    # sorted: the final verdict's joint thresholds (lib_memstab.rules.joint_thresholds) come from these
+    reference_pairs: dict[str, list[list[float]]] = field(default_factory=dict)
 
     def __post_init__(self):
         _validate(self)
@@ -88,7 +93,9 @@ class Profile:
                 "stats": {q: {"mean": list(self.mean[q]), "std": list(self.std[q])} for q in self.quantities},
                 "count": list(self.count), "reference_sigmas": list(self.reference_sigmas),
                 "reference_scores": list(self.reference_scores),
-                "reference_early": {k: list(v) for k, v in self.reference_early.items()}, "meta": dict(self.meta)}
+                "reference_early": {k: list(v) for k, v in self.reference_early.items()},
+                "reference_pairs": {k: [list(x) for x in v] for k, v in self.reference_pairs.items()},
+                "meta": dict(self.meta)}
 
     @classmethod
     def from_dict(cls, d) -> Profile:
@@ -110,6 +117,7 @@ class Profile:
                        reference_sigmas=_floats(d.get("reference_sigmas", []), "reference_sigmas"),
                        reference_scores=_floats(d.get("reference_scores", []), "reference_scores"),
                        reference_early=_early(d.get("reference_early", {})),
+                       reference_pairs=_pairs(d.get("reference_pairs", {})),
                        meta=_meta(d.get("meta", {})))
         except KeyError as e:
             raise ProfileError(f"profile is missing the field {brief(e.args[0])}") from None
@@ -237,6 +245,8 @@ class Profile:
             out.append("calibrated verdict thresholds")
         if len(self.reference_early.get("update", [])) < 2:
             out.append("early-flag thresholds")
+        if len(self.reference_pairs.get("update", [])) < 2:
+            out.append("the early score in the verdict")
         if out:
             out[-1] += " (it predates them: calibrate again)"
         return out
@@ -327,6 +337,13 @@ def _early(v) -> dict[str, list[float]]:
     if not isinstance(v, dict) or set(v) - {"update", "max"}:
         raise ProfileError("reference_early must be an object with the lists 'update' and optionally 'max'")
     return {k: _floats(x, f"reference_early {k}") for k, x in v.items()}
+
+
+def _pairs(v) -> dict[str, list[list[float]]]:
+    if not isinstance(v, dict) or set(v) - {"update", "max"}:
+        raise ProfileError("reference_pairs must be an object with the lists 'update' and optionally 'max'")
+    return {k: [_floats(r, f"reference_pairs {k} item") for r in _list(x, f"reference_pairs {k}")]
+            for k, x in v.items()}
 
 
 def _present(stats: dict) -> tuple[str, ...]:
@@ -505,4 +522,18 @@ def _validate(p: Profile) -> None:
         _check_range(ev, f"reference_early {k}", *STAT_RANGE, spread=True)
         if any(b < a for a, b in zip(ev, ev[1:])):
             raise ProfileError(f"reference_early {k} must be sorted (low to high)")
+    if not isinstance(p.reference_pairs, dict) or set(p.reference_pairs) - {"update", "max"}:
+        raise ProfileError("reference_pairs must map 'update' (and optionally 'max') to sorted score pairs")
+    for k, v in p.reference_pairs.items():
+        rows = _list(v, f"reference_pairs {k}")
+        for r in rows:
+            r = _list(r, f"reference_pairs {k} item")
+            if len(r) != 2:
+                raise ProfileError(f"reference_pairs {k}: every item must be a [pass score, early score] pair")
+            for x in r:
+                if isinstance(x, float) and not math.isfinite(x):
+                    raise ProfileError(f"reference_pairs {k} holds NaN or infinity")
+            _check_range(r, f"reference_pairs {k}", *STAT_RANGE)
+        if any(b < a for a, b in zip(rows, rows[1:])):
+            raise ProfileError(f"reference_pairs {k} must be sorted (low to high)")
     check_meta(p.meta)

@@ -16,7 +16,7 @@ import torch
 from .config import GuardConfig
 from .observation import NORMS, observe_step
 from .profile import AXES, GAP, QUANTITIES, STATISTICS, Profile, ProfileError
-from .rules import EARLY_FRACTION, early_flag, early_signal, pass_score
+from .rules import EARLY_FRACTION, early_flag, early_kind, early_signal, pass_score
 from .verdict import Verdict, final_verdict
 
 _MAD_TO_STD = 1.4826  # MAD of a normal distribution times this is its standard deviation
@@ -90,12 +90,18 @@ class Recorder:
                 "latent_shape": list(longest.shape), **(meta or {})}
         info.setdefault("early_fraction", EARLY_FRACTION)
         profile = _profile(self.trajectories, axis, norm, statistic, info)
-        profile.reference_scores = self.cross_fitted_scores(profile, folds)
         frac = float(info["early_fraction"])
         kinds = ["update"] + (["max"] if profile.has_gap else [])
-        profile.reference_early = {
-            kind: self.cross_fitted_scores(profile, folds, lambda p, t, kind=kind: self.early_score(p, t, frac, kind))
-            for kind in kinds}
+
+        def both(p: Profile, t: Trajectory) -> tuple[float, dict[str, float]]:
+            keys, zu, zg = self._z(p, t)
+            return pass_score(zu[0]), {k: self._early(p, keys, zu[0], zg, frac, k) for k in kinds}
+
+        rows = self.cross_fitted(profile, folds, both)  # one cross-fit: the pairs keep their trajectory together
+        profile.reference_scores = sorted(a for a, _ in rows if math.isfinite(a))
+        profile.reference_early = {k: sorted(e[k] for _, e in rows if math.isfinite(e[k])) for k in kinds}
+        profile.reference_pairs = {k: sorted([a, e[k]] for a, e in rows if math.isfinite(a) and math.isfinite(e[k]))
+                                   for k in kinds}
         return profile
 
     @staticmethod
@@ -104,14 +110,27 @@ class Recorder:
         ``kind`` "max" (update z or cond-gap z, lib_memstab.rules.early_signal), "update", or "gap" (the cond-gap z
         alone, for comparison)."""
         keys, zu, zg = Recorder._z(profile, t)
+        return Recorder._early(profile, keys, zu[0], zg, fraction, kind)
+
+    @staticmethod
+    def _early(profile: Profile, keys: np.ndarray, z_update: np.ndarray, z_gap: np.ndarray, fraction: float,
+               kind: str) -> float:
         inside = profile.is_early(keys, profile.early_limit(fraction))
-        v = early_signal(zu[0], zg) if kind == "max" else zg if kind == "gap" else zu[0]
+        v = early_signal(z_update, z_gap) if kind == "max" else z_gap if kind == "gap" else z_update
         v = v[inside & np.isfinite(v)]
         return float(v.max()) if v.size else math.nan
 
     def cross_fitted_scores(self, profile: Profile, folds: int = 10, score=None) -> list[float]:
-        """Sorted scores of the reference trajectories, each against a profile of the other folds. ``score(profile,
-        trajectory) -> float``; default: the whole-pass score (max update z)."""
+        """Sorted finite scores of the reference trajectories, each against a profile of the other folds.
+        ``score(profile, trajectory) -> float``; default: the whole-pass score (max update z)."""
+        if score is None:
+            def score(p, t):
+                return pass_score(self.z_scores(p, t)[0])
+        return sorted(s for s in self.cross_fitted(profile, folds, score) if math.isfinite(s))
+
+    def cross_fitted(self, profile: Profile, folds: int, score) -> list:
+        """``score(held-out profile, trajectory)`` of every reference trajectory whose fold leaves a usable profile
+        (``folds``-fold; leave-one-out below ``folds`` trajectories), in fold order."""
         n = len(self.trajectories)
         k = min(int(folds), n)
         out = []
@@ -121,12 +140,8 @@ class Recorder:
                 held_out = _profile(rest, profile.axis, profile.norm, profile.statistic, {})
             except ProfileError:
                 continue  # this fold leaves too few shared steps; the others still count
-            for i in range(f, n, k):
-                t = self.trajectories[i]
-                s = pass_score(self.z_scores(held_out, t)[0]) if score is None else score(held_out, t)
-                if math.isfinite(s):
-                    out.append(s)
-        return sorted(out)
+            out += [score(held_out, self.trajectories[i]) for i in range(f, n, k)]
+        return out
 
     def outliers(self, profile: Profile, tau: float = 3.0) -> list[tuple[int, str | None, float]]:
         """Reference trajectories that leave the region of their own reference set: (index, label, max |z|).
@@ -162,11 +177,13 @@ class Recorder:
     def judge(profile: Profile, t: Trajectory, tau: float = 3.0, config: GuardConfig | None = None) -> Verdict:
         """The verdict the Guard would give this trajectory in detect mode (same rules, lib_memstab.rules)."""
         config = config or GuardConfig(tau_mild=tau)
-        z = Recorder.z_scores(profile, t)
+        keys, z, zg = Recorder._z(profile, t)
         hit = early_flag(z[0], z[2], config.tau_mild)
         first = int(np.argmax(hit)) if hit.any() else None
         strong = first is not None and z[2, first] > config.tau_strong
-        final = final_verdict(z[0], profile, config)
+        kind = early_kind(bool(np.isfinite(zg).all()))  # as the Guard: the gap at every step, or the update alone
+        frac = float(profile.meta.get("early_fraction", EARLY_FRACTION))
+        final = final_verdict(z[0], profile, config, Recorder._early(profile, keys, z[0], zg, frac, kind), kind)
         return Verdict(image=0, segment=0, steps=z.shape[1], flagged=final.pop("flagged", first is not None),
                        severity="none" if first is None else "strong" if strong else "mild", first_step=first,
                        steps_mitigated=0, z_update=z[0].tolist(), z_latent=z[1].tolist(), z_x0=z[2].tolist(),

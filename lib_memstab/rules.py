@@ -9,6 +9,10 @@
 - ``thresholds`` / ``level``: the final verdict. Its thresholds are quantiles of the reference trajectories' own
   cross-fitted scores (stored in the profile), so "memorized" means "scored above all but ``fpr_memorized`` of the
   ordinary reference generations", and a score above a threshold is never called clean.
+- ``joint_thresholds``: the same for two scores at once (the whole-pass score and the early score): one threshold
+  each, at the same rank, as high as needed for at most ``fpr`` of the references to pass either. The early score
+  separates copies where the whole-pass score does not (docs/findings.md), and calibrating the pair together keeps
+  the stated share of false alarms instead of adding two.
 """
 
 from __future__ import annotations
@@ -62,6 +66,27 @@ def thresholds(reference_scores: list[float], fpr_suspicious: float, fpr_memoriz
     return {"suspicious": min(threshold_at(reference_scores, fpr_suspicious), t_mem), "memorized": t_mem}
 
 
+def joint_threshold(pairs, fpr: float) -> tuple[float, float]:
+    """(t_pass, t_early): the lowest pair of order statistics, both at the same rank, such that at most a share
+    ``fpr`` of the reference ``pairs`` [(pass score, early score), ...] lie above t_pass or above t_early."""
+    v = np.asarray(pairs, dtype=np.float64).reshape(-1, 2)
+    n = len(v)
+    allowed = math.floor(fpr * n + 1e-9)
+    cols = np.sort(v, 0)
+    for k in range(min(allowed, n - 1), -1, -1):  # k references may pass each score alone
+        t = cols[n - 1 - k]
+        if int(((v[:, 0] > t[0]) | (v[:, 1] > t[1])).sum()) <= allowed:
+            return float(t[0]), float(t[1])
+    return float(cols[-1, 0]), float(cols[-1, 1])  # not reached: at k = 0 no reference lies above both maxima
+
+
+def joint_thresholds(pairs, fpr_suspicious: float, fpr_memorized: float) -> tuple[dict, dict]:
+    """({"suspicious": t1, "memorized": t2} for the whole-pass score, the same for the early score), t1 <= t2."""
+    ms, me = joint_threshold(pairs, fpr_memorized)
+    ss, se = joint_threshold(pairs, fpr_suspicious)
+    return {"suspicious": min(ss, ms), "memorized": ms}, {"suspicious": min(se, me), "memorized": me}
+
+
 def level(score: float, th: dict[str, float]) -> str:
     """clean / suspicious / memorized: strictly above a threshold is that level; NaN is for the caller to name."""
     if score > th["memorized"]:
@@ -69,3 +94,8 @@ def level(score: float, th: dict[str, float]) -> str:
     if score > th["suspicious"]:
         return "suspicious"
     return "clean"
+
+
+def higher(a: str, b: str) -> str:
+    """The more severe of two levels."""
+    return max(a, b, key=LEVELS.index)

@@ -11,6 +11,7 @@ The last line printed is one JSON object with the headline numbers.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import math
 import sys
@@ -23,7 +24,7 @@ import torch
 
 from lib_memstab import Guard, GuardConfig, Profile, Recorder
 from lib_memstab.rules import early_flag, threshold_at
-from lib_memstab.verdict import final_verdict
+from lib_memstab.verdict import verdict_thresholds
 
 from . import data, fidelity
 from . import model as M
@@ -229,10 +230,16 @@ def other_signals(run: Run, is_mem: np.ndarray) -> list[dict]:
     return rows
 
 
-def verdict_levels(z: np.ndarray, profile: Profile, config: GuardConfig | None = None) -> np.ndarray:
-    """The final verdict of every generation (lib_memstab.verdict.final_verdict: what the Guard reports)."""
-    config = config or GuardConfig()
-    return np.array([final_verdict(zi[0], profile, config).get("level", "") or "clean" for zi in z])
+def verdict_levels(run: Run, profile: Profile, config: GuardConfig | None = None) -> np.ndarray:
+    """The final verdict of every generation of ``run`` (Recorder.judge: the rule the Guard reports, the early
+    score included where the profile has joint thresholds)."""
+    return np.array([Recorder.judge(profile, t, config=config or GuardConfig()).level
+                     for t in run.recorder.trajectories])
+
+
+def whole_pass_only(profile: Profile) -> Profile:
+    """The profile as before the joint calibration (version 2): the whole-pass score decides alone."""
+    return dataclasses.replace(profile, reference_pairs={})
 
 
 def verdict_rates(levels: np.ndarray, copies: np.ndarray, ordinary: np.ndarray) -> dict:
@@ -410,16 +417,21 @@ def main(argv=None) -> dict:
              "loose": float(either_off[twin].float().mean())}
     copies, ordinary_gen = repro_off.numpy().astype(bool), ~is_mem
     verdicts = []
-    for name, prof, cfg in [("calibrated, sigma profile (default)", "sigma", GuardConfig()),
-                            ("calibrated, step profile (paper form)", "step", GuardConfig()),
-                            ("paper AND rule, sigma profile", "sigma", GuardConfig(verdict="paper"))]:
+    for name, prof, cfg, joint in [
+            ("calibrated, whole pass and early score, sigma profile (default)", "sigma", GuardConfig(), True),
+            ("calibrated, whole pass only, sigma profile", "sigma", GuardConfig(), False),
+            ("calibrated, whole pass and early score, step profile (paper form)", "step", GuardConfig(), True),
+            ("paper AND rule, sigma profile", "sigma", GuardConfig(verdict="paper"), False)]:
+        used = profs[prof] if joint else whole_pass_only(profs[prof])
         if cfg.verdict == "paper":
             hit = early_flag(z[prof][:, 0], z[prof][:, 2], cfg.tau_mild).any(1)
             lv = np.where(hit, "memorized", "clean")
         else:
-            lv = verdict_levels(z[prof], profs[prof], cfg)
-        th = final_verdict([0.0], profs[prof], cfg).get("thresholds")
-        verdicts.append({"verdict": name, "thresholds": th, **verdict_rates(lv, copies, ordinary_gen)})
+            lv = verdict_levels(off, used, cfg)
+        th, eth, _ = verdict_thresholds(used, cfg, "max" if used.has_gap else "update")
+        verdicts.append({"verdict": name, "thresholds": th if cfg.verdict != "paper" else None,
+                         "early_thresholds": eth if cfg.verdict != "paper" else None,
+                         **verdict_rates(lv, copies, ordinary_gen)})
     mit = [{"method": "none (CFG 7.5)", "images": off.images}]
     guards = {}
     fpr0 = GuardConfig().fpr_early
@@ -483,7 +495,7 @@ def main(argv=None) -> dict:
                     row[f"auc_all_{label}"] = auc(*_split(scores(run, zz, "all", "paper"), is_mem))
                     row[f"fpr_{label}"] = flagged_share(zz, ~is_mem)
                     row[f"tpr_{label}"] = flagged_share(zz, is_mem)
-                    lv = verdict_levels(zz, prof)
+                    lv = verdict_levels(run, prof)
                     row[f"vfpr_{label}"] = float((lv[~is_mem] != "clean").mean())
                     row[f"vtpr_{label}"] = float((lv[is_mem] == "memorized").mean())
                 mp, ms = expand(mem_caps, plan.test_seeds)
@@ -684,17 +696,21 @@ def write_docs(docs: Path, rep: dict, off: Run, guarded: Run, profs, z, is_mem, 
               + "; ".join(f"{t}: {_f(r['memorized'])} / {_f(r['ordinary'])}"
                           for t, r in rep["flag_rates"]["update_only"].items()) + ".",
               "", "## Final verdict (Euler 50, CFG 7.5)", "",
-              "What the infotext says. *Calibrated*: the whole-pass score (max update z over every step) against the "
-              "reference trajectories' own cross-fitted scores; suspicious above what 2 % of them exceed, memorized "
-              f"above 0.5 % (with {n['reference']} references both are order statistics near the top). *Paper*: "
-              "memorized where the update and x0_hat z-scores exceed tau_mild (3) at the same step. Copies = "
-              "generations within the reproduction distance of a training image.", "",
-              "| verdict | thresholds (suspicious / memorized) | copies memorized | copies not clean | "
-              "ordinary not clean | ordinary memorized |", "|---|---|---|---|---|---|"]
+              "What the infotext says. *Calibrated*: the whole-pass score (max update z over every step) and the "
+              "early score (the early flag's signal, max over the first 20 %) against the reference trajectories' "
+              "own cross-fitted pairs of them; the level is the higher of the two, and the pair of thresholds is set "
+              "together so that at most 2 % of the references are suspicious or worse, at most 0.5 % memorized "
+              f"(with {n['reference']} references both are order statistics near the top). *Whole pass only*: the "
+              "verdict before the early score joined it (version-2 profiles). *Paper*: memorized where the update "
+              "and x0_hat z-scores exceed tau_mild (3) at the same step. Copies = generations within the "
+              "reproduction distance of a training image.", "",
+              "| verdict | whole-pass thresholds (suspicious / memorized) | early thresholds | copies memorized | "
+              "copies not clean | ordinary not clean | ordinary memorized |", "|---|---|---|---|---|---|---|"]
     for r in rep["verdicts"]:
-        th = r["thresholds"]
+        th, eth = r["thresholds"], r.get("early_thresholds")
         bounds = f"{th['suspicious']:.2f} / {th['memorized']:.2f}" if th else "-"
-        lines.append(f"| {r['verdict']} | {bounds} | {_f(r['copies_memorized'])} ({r['copies']}) | "
+        early_bounds = f"{eth['suspicious']:.2f} / {eth['memorized']:.2f}" if eth else "-"
+        lines.append(f"| {r['verdict']} | {bounds} | {early_bounds} | {_f(r['copies_memorized'])} ({r['copies']}) | "
                      f"{_f(r['copies_not_clean'])} | {_f(r['ordinary_not_clean'])} ({r['ordinary']}) | "
                      f"{_f(r['ordinary_memorized'])} |")
     lines += ["", "## Early flag candidates (the steering window: the first 20 % of the steps)", "",

@@ -27,8 +27,8 @@ SUMMARY_KEY = PREFIX
 NOTE_KEY = f"{PREFIX} note"
 ERROR_KEY = f"{PREFIX} error"
 KEY_RE = re.compile(r"\w[\w \-/]+")  # what the webui's infotext parser reads back as a key (full match)
-VERDICT_FIELDS = ("verdict", "score", "thresholds", "early step", "severity", "first step", "mitigated steps",
-                  "cond gap", "notes")
+VERDICT_FIELDS = ("verdict", "score", "thresholds", "early score", "early thresholds", "early step", "severity",
+                  "first step", "mitigated steps", "cond gap", "notes")
 _NOTES = ("extrapolated", "nonfinite")
 
 
@@ -40,6 +40,10 @@ def verdict_values(v: Verdict, prefix: str = PREFIX) -> dict[str, str]:
     th = d["thresholds"]
     if d["rule"] == "calibrated" and th:
         out[f"{prefix} thresholds"] = f"{fmt_number(th['suspicious'])}/{fmt_number(th['memorized'])}"
+    eth = d["early_thresholds"]
+    if d["rule"] == "calibrated" and eth:  # the early score's part in the verdict
+        out[f"{prefix} early score"] = fmt_number(d["early_score"])
+        out[f"{prefix} early thresholds"] = f"{fmt_number(eth['suspicious'])}/{fmt_number(eth['memorized'])}"
     if d["early_step"] is not None:  # guard v2's early flag
         out[f"{prefix} early step"] = str(d["early_step"])
     if d["first_step"] is not None:  # the paper's flag, which arms mitigation
@@ -78,10 +82,9 @@ def parse_verdict(d: dict, prefix: str = PREFIX, image: int = 0, segment: int = 
         mitigated = int(get("mitigated steps", "0"))
         gap = get("cond gap")
         gap = None if gap is None else float(gap)
-        th = get("thresholds")
-        if th is not None:
-            lo, hi = (float(t) for t in str(th).split("/"))
-            th = {"suspicious": lo, "memorized": hi}
+        th, eth = _pair(get("thresholds")), _pair(get("early thresholds"))
+        early_score = get("early score")
+        early_score = None if early_score is None else float(early_score)
     except (TypeError, ValueError) as e:
         raise ValueError(f"{prefix}: a step count, the cond gap or a threshold is not a number "
                          f"({brief(str(e))})") from None
@@ -96,7 +99,15 @@ def parse_verdict(d: dict, prefix: str = PREFIX, image: int = 0, segment: int = 
                    (label == "memorized" or get("severity") is not None), severity=severity, first_step=first,
                    steps_mitigated=mitigated, nonfinite=nonfinite, extrapolated="extrapolated" in notes,
                    cond_gap=gap, level=level, rule="calibrated" if th is not None else "paper", thresholds=th,
-                   early_step=early)
+                   early_step=early, early_score=early_score if eth is not None else None, early_thresholds=eth)
+
+
+def _pair(text) -> dict | None:
+    """'3.10/9.81' -> {"suspicious": 3.1, "memorized": 9.81}; raises ValueError for anything else."""
+    if text is None:
+        return None
+    lo, hi = (float(t) for t in str(text).split("/"))
+    return {"suspicious": lo, "memorized": hi}
 
 
 def prefix_for(index: int, hires: bool, segment: int = 0) -> str:

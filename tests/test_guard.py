@@ -282,10 +282,10 @@ def test_the_early_flag_fires_in_its_window_above_its_calibrated_threshold(z_upd
     assert ("early flag at step 0" in v.summary()) == fires
 
 
-def gap_profile(reference_scores=None):
+def gap_profile(reference_scores=None, sigma=S0, sigma_next=S1):
     """Two images at update z 1 and a profile with cond-gap statistics (gap 0.1 +- 0.01) and early-flag thresholds
     at 4 (100 references); a cond gap of 0.2 is then gap z 10."""
-    g, x, d = guard_at((1.0, 0, 0), mode="detect", b=2)
+    g, x, d = guard_at((1.0, 0, 0), mode="detect", b=2, sigma=sigma, sigma_next=sigma_next)
     p = g.profile
     n = len(p.grid)
     p.mean["gap"], p.std["gap"] = [0.1] * n, [0.01] * n
@@ -380,3 +380,52 @@ def test_repel_also_arms_at_the_early_flag_below_the_suspicious_threshold():
     v0, v1 = g.verdicts()
     assert v0.early_step == 0 and v0.mitigated == [0] and v0.level == "clean"
     assert v1.mitigated == [] and v1.early_step is None
+
+
+def test_joint_thresholds_keep_the_stated_share_of_references_above_either():
+    """Two references pass the whole-pass score alone and two others the early score alone: at 2 % of 100 the pair
+    sits where only two pass either (5, 5), never at (1, 1) where four would (the two shares added)."""
+    from lib_memstab.rules import joint_threshold, joint_thresholds
+
+    pairs = [[1.0, 1.0]] * 96 + [[5.0, 1.0], [1.0, 5.0], [6.0, 1.0], [1.0, 6.0]]
+    assert joint_threshold(pairs, 0.02) == (5.0, 5.0)
+    assert joint_threshold(pairs, 0.0) == (6.0, 6.0)
+    assert joint_threshold(pairs, 0.04) == (1.0, 1.0)
+    th, eth = joint_thresholds(pairs, 0.02, 0.005)
+    assert th == {"suspicious": 5.0, "memorized": 6.0} and eth == {"suspicious": 5.0, "memorized": 6.0}
+
+
+@pytest.mark.parametrize("gap,level", [(0.1, "clean"), (0.15, "suspicious"), (0.2, "memorized")])
+def test_the_final_verdict_also_judges_the_early_score(gap, level):
+    """A copy whose update stays in the region but whose cond gap leaves it early is not called clean: the verdict
+    is the higher of the whole-pass and early scores' levels, both thresholds from the same references."""
+    p, x, d = gap_profile()
+    p.reference_pairs = {"update": sorted([[2.0, 2.0]] * 98 + [[3.0, 3.0], [4.0, 4.0]]),
+                         "max": sorted([[1.0, 1.0]] * 97 + [[1.5, 4.0], [2.0, 2.0], [3.0, 8.0]])}
+    p.__post_init__()
+    g = Guard(p, GuardConfig(mode="detect", fpr_early=0.0))  # the early flag itself at the maximum, 6
+    g.observe(x, d, S0, S1, cond_gap=torch.tensor([gap, 0.1]))  # gap z (gap - 0.1) / 0.01 = 0, 5, 10
+    v, v1 = g.verdicts()
+    # the early signal is the larger of the update z (1) and the gap z
+    assert v.score == pytest.approx(1.0, abs=1e-3) and v.early_score == pytest.approx(max(1.0, (gap - 0.1) / 0.01),
+                                                                                     abs=1e-2)
+    assert v.early_thresholds == {"suspicious": 4.0, "memorized": 8.0} and v.thresholds["memorized"] == 3.0
+    assert v.level == level and v.flagged == (level != "clean") and v1.level == "clean"
+    assert ("early score" in v.summary()) and v.to_dict()["early_thresholds"] == v.early_thresholds
+    g2 = Guard(p, GuardConfig(mode="detect"))
+    g2.observe(x, d, S0, S1)  # no gap (Forge): the update alone, against the "update" pairs
+    w = g2.verdicts()[0]
+    assert w.early_score == pytest.approx(1.0, abs=1e-3) and w.early_thresholds["memorized"] == 4.0
+    assert w.level == "clean"
+
+
+def test_an_early_score_outside_the_window_does_not_count():
+    late, nxt = REF_SIGMAS[5], REF_SIGMAS[6]
+    p, x, d = gap_profile(sigma=late, sigma_next=nxt)
+    p.reference_pairs = {"max": sorted([[2.0, 2.0]] * 99 + [[3.0, 3.0]]), "update": [[2.0, 2.0], [3.0, 3.0]]}
+    p.__post_init__()
+    g = Guard(p, GuardConfig(mode="detect"))
+    g.observe(x, d, late, nxt, cond_gap=torch.tensor([0.2, 0.1]))
+    v = g.verdicts()[0]
+    assert v.z_gap[0] == pytest.approx(10.0, rel=1e-3), "a gap z far above every early threshold"
+    assert v.early_score is None and v.early_thresholds is None and v.level == "clean"

@@ -105,11 +105,13 @@ def test_a_version_1_profile_loads_and_says_what_it_lacks():
     rec = Recorder()
     _record(rec, np.ones((len(SIGMAS), 3)), SIGMAS)
     d = rec.build_profile().to_dict()
-    assert d["version"] == 2 and len(d["reference_scores"]) == 3
-    d["version"] = 1
-    del d["reference_scores"]
+    assert d["version"] == 3 and len(d["reference_scores"]) == 3 and len(d["reference_pairs"]["update"]) == 3
     from lib_memstab import Profile
 
+    v2 = Profile.from_dict({**d, "version": 2, "reference_pairs": {}})  # before the joint verdict
+    assert v2.lacks() == ["the early score in the verdict (it predates them: calibrate again)"]
+    d["version"] = 1
+    del d["reference_scores"]
     old = Profile.from_dict(d)
     assert old.reference_scores == [] and "calibrated verdict thresholds" in old.lacks()[0]
     with pytest.raises(ProfileError, match="sorted"):

@@ -16,6 +16,8 @@ def _v(**kw):
 @pytest.mark.parametrize("v", [
     _v(), _v(flagged=False, severity="none", first_step=None, steps_mitigated=0, extrapolated=False, cond_gap=None),
     _v(nonfinite=True, score=float("nan")), _v(severity="mild", steps_mitigated=0),
+    _v(rule="calibrated", level="memorized", thresholds={"suspicious": 5.7, "memorized": 7.48}, early_score=6.9,
+       early_thresholds={"suspicious": 4.1, "memorized": 6.47}, early_step=3),
 ])
 def test_infotext_round_trip(v):
     info = verdict_values(v)
@@ -26,6 +28,8 @@ def test_infotext_round_trip(v):
     assert list(info)[:2] == ["MemStab verdict", "MemStab score"]
     assert (back.flagged, back.severity, back.first_step, back.steps_mitigated, back.nonfinite, back.extrapolated) == \
         (v.flagged, v.severity, v.first_step, v.steps_mitigated, v.nonfinite, v.extrapolated)
+    assert (back.thresholds, back.early_score, back.early_thresholds) == (v.thresholds, v.early_score,
+                                                                          v.early_thresholds)
 
 
 def test_neutral_dict_has_no_host_format():
@@ -45,6 +49,10 @@ def test_summary_reads_well():
     ({"MemStab verdict": "memorized", "MemStab score": "1", "MemStab severity": "huge"}, "severity"),
     ({"MemStab verdict": "memorized", "MemStab score": "1", "MemStab first step": "x"}, "not a number"),
     ({"MemStab verdict": "clean", "MemStab score": "1", "MemStab notes": "odd"}, "unknown note"),
+    ({"MemStab verdict": "clean", "MemStab score": "1", "MemStab thresholds": "2/3", "MemStab early thresholds": "2"},
+     "not a number"),
+    ({"MemStab verdict": "clean", "MemStab score": "1", "MemStab thresholds": "2/3", "MemStab early score": "x",
+      "MemStab early thresholds": "2/3"}, "not a number"),
     ({}, "verdict"),
 ])
 def test_bad_infotext_is_a_clear_error(info, match):
