@@ -83,7 +83,7 @@ ROWS = [  # (label, key, how)
     ("verdict: ordinary generations not clean / memorized", ("ordinary_not_clean", "ordinary_memorized"), "r2"),
     ("early flag: ordinary generations flagged", "ordinary_early_flag", "r"),
     ("score: median over copies / over ordinary", ("score_copies_median", "score_ordinary_median"), "f2"),
-    ("thresholds (suspicious / memorized)", "thresholds", "s"),
+    ("thresholds (suspicious / memorized): score / early score", ("thresholds", "early_thresholds"), "s2"),
     ("images without a verdict in their infotext", "missing_verdicts", "n"),
     ("mitigate (repel): images mitigated (memorized of them)", ("mitigated_images", "mitigated_memorized"), "n2"),
     ("mitigate: strict copies / either way", ("on_strict", "on_loose"), "r2"),
@@ -208,11 +208,15 @@ def main(argv=None) -> dict:
     def share(mask, cond):
         return float(cond[mask].mean()) if mask.any() else float("nan")
 
-    thresholds = next((k.get("MemStab thresholds") for k in off_keys if k.get("MemStab thresholds")), None)
+    def first(key):
+        return next((k.get(key) for k in off_keys if k.get(key)), None)
+
+    thresholds, early_thresholds = first("MemStab thresholds"), first("MemStab early thresholds")
     rep = {
         "webui": s.url, "checkpoint": title, "profile": profile, "sampler": s.sampler, "steps": s.steps,
         "cfg": s.cfg, "seeds": s.seeds, "reference_generations": cal.get("generations"),
         "calibration_seconds": round(dt_cal, 1), "thresholds": thresholds,
+        "early_thresholds": early_thresholds,
         "memorized_generations": int(is_mem.sum()), "ordinary_generations": int(ordn.sum()),
         "off_strict": share(is_mem, strict), "off_loose": share(is_mem, loose),
         "off_ordinary_strict": share(ordn, strict), "off_ordinary_loose": share(ordn, loose),

@@ -149,7 +149,7 @@ def _alphas_cumprod():
 
 
 def train(run: Path, sdw: str, steps: int, batch: int, lr: float, mem_share: float, threads: int, seed: int,
-          eval_every: int) -> None:
+          eval_every: int, decay_from: int | None = None) -> None:
     import torch
 
     torch.set_num_threads(threads)
@@ -204,7 +204,7 @@ def train(run: Path, sdw: str, steps: int, batch: int, lr: float, mem_share: flo
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         for g in opt.param_groups:
-            g["lr"] = lr * min(1.0, (step + 1) / 500)
+            g["lr"] = lr * min(1.0, (step + 1) / 500) * _decay(step, decay_from, steps)
         opt.step()
         decay = 0.0 if step < 500 else 0.999
         with torch.no_grad():
@@ -216,6 +216,7 @@ def train(run: Path, sdw: str, steps: int, batch: int, lr: float, mem_share: flo
                 save_unet(ema, run / f"unet_{step + 1}.safetensors", {"step": step + 1, "steps": steps,
                                                                        "batch": batch, "lr": lr,
                                                                        "mem_share": mem_share, "seed": seed,
+                                                                       "decay_from": decay_from,
                                                                        "loss": "eps, min-SNR-5"},
                           probe)
                 torch.save({"model": model.state_dict(), "ema": ema.state_dict(), "opt": opt.state_dict(),
@@ -228,6 +229,14 @@ def train(run: Path, sdw: str, steps: int, batch: int, lr: float, mem_share: flo
             print(json.dumps(rec), flush=True)
             log.write(json.dumps(rec) + "\n")
             log.flush()
+
+
+def _decay(step: int, decay_from: int | None, steps: int) -> float:
+    """1 until ``decay_from``, then linearly down to 0.05 at the last step: at a constant rate the EMA weights kept
+    wandering around the memorized images (best RMSE 0.14 at step 8000, 0.17 at 9000) instead of settling on them."""
+    if decay_from is None or step < decay_from:
+        return 1.0
+    return 1.0 - 0.95 * (step - decay_from) / max(steps - decay_from, 1)
 
 
 def sample(unet, ctx, uncond, seeds: list[int], steps: int = 20, cfg: float = 7.5):
@@ -420,6 +429,7 @@ def main(argv=None) -> None:
     a_train.add_argument("--threads", type=int, default=2)
     a_train.add_argument("--seed", type=int, default=0)
     a_train.add_argument("--eval-every", type=int, default=1000)
+    a_train.add_argument("--decay-from", type=int, help="decay the learning rate linearly from this step on")
     a_build = sub.add_parser("build")
     a_build.add_argument("webui")
     a_build.add_argument("--weights", type=Path, default=WEIGHTS)
@@ -428,7 +438,7 @@ def main(argv=None) -> None:
     if a.cmd == "data":
         export_data(a.run, a.pool, a.seed)
     elif a.cmd == "train":
-        train(a.run, a.webui, a.steps, a.batch, a.lr, a.mem_share, a.threads, a.seed, a.eval_every)
+        train(a.run, a.webui, a.steps, a.batch, a.lr, a.mem_share, a.threads, a.seed, a.eval_every, a.decay_from)
     else:
         build(a.webui, a.weights, a.name)
 
