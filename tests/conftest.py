@@ -12,6 +12,21 @@ if str(ROOT) not in sys.path:
 from lib_memstab import Profile  # noqa: E402
 from lib_memstab.observation import observe_step  # noqa: E402
 
+LIVE_KIT = ROOT / "tools" / "live_webui"
+
+
+@pytest.fixture(scope="session")
+def live(tmp_path_factory):
+    """The real webui of tests/live (tools/live_webui/host.py says which); skipped with the reason if none."""
+    sys.path.insert(0, str(LIVE_KIT))
+    import host
+
+    if not host.configured():
+        pytest.skip(host.SKIP)
+    with host.from_env(tmp_path_factory.mktemp("live-webui")) as live:
+        yield live
+
+
 torch.set_num_threads(1)  # CI has 2 cores; tests are small and must not fight a benchmark for them
 
 REF_SIGMAS = [14.6 * (0.03 / 14.6) ** (i / 9) for i in range(10)]  # a 10-step schedule, high to low

@@ -62,3 +62,30 @@ def test_latents_carry_rgb_and_their_mean():
     z = mc.latents_of(x)
     assert z.shape == (2, 4, 16, 16) and np.allclose(z[:, :3], x) and np.allclose(z[:, 3], x.mean(1))
     assert 2 ** (len(mc.VAE["ch_mult"]) - 1) == 8  # the webui assumes 8 pixels per latent cell
+
+
+def test_the_live_host_is_started_with_its_flavours_flags_and_never_links_over_a_foreign_extension(tmp_path):
+    import host
+
+    a1111, forge = tmp_path / "a1111", tmp_path / "forge"
+    for root in (a1111, forge):
+        (root / "modules").mkdir(parents=True)
+        (root / "launch.py").write_text("")
+    (forge / "modules_forge").mkdir()
+    assert host.flavour(a1111) == "a1111" and host.flavour(forge) == "forge"
+    fa, ff = host.flags(a1111, 7000, "x.safetensors"), host.flags(forge, 7001)
+    assert "--use-cpu" in fa and "--no-half" in fa and fa[-2:] == ["--ckpt", "x.safetensors"]
+    assert "--always-cpu" in ff and "--skip-install" in ff and "--ckpt" not in ff
+    assert ff[ff.index("--port") + 1] == "7001" and "--nowebui" in ff and "--api" in ff
+    with pytest.raises(host.HostError, match="not a webui"):
+        host.flavour(tmp_path)
+    host.link(a1111, "sd-webui-memstab", host.CHECKOUT)
+    assert (a1111 / "extensions" / "sd-webui-memstab").resolve() == host.CHECKOUT.resolve()
+    host.link(a1111, "sd-webui-memstab", host.CHECKOUT)  # already there: fine
+    (forge / "extensions" / "sd-webui-memstab").mkdir(parents=True)  # someone else's copy
+    with pytest.raises(host.HostError, match="not a link to"):
+        host.link(forge, "sd-webui-memstab", host.CHECKOUT)
+    with pytest.raises(host.HostError, match="not the webui's python"):
+        with host.started(a1111, tmp_path / "no-python", None, tmp_path / "log"):
+            pass
+    assert 0 < host.free_port() < 65536
