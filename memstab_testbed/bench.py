@@ -122,10 +122,12 @@ def expand(prompts: list[str], seeds: list[int]) -> tuple[list[str], list[int]]:
     return [p for p in prompts for _ in seeds], [s for _ in prompts for s in seeds]
 
 
-def calibrate(model, s: Sampling, plan: Plan) -> Recorder:
-    prompts = data.reference_prompts()
-    p = [q for q in prompts for _ in plan.ref_seeds]
-    sd = [base + 10 * k for k in range(len(prompts)) for base in plan.ref_seeds]  # every reference its own noise
+def calibrate(model, s: Sampling, plan: Plan, prompts: list[str] | None = None,
+              seeds: list[int] | None = None) -> Recorder:
+    prompts = prompts or data.reference_prompts()
+    seeds = seeds or plan.ref_seeds
+    p = [q for q in prompts for _ in seeds]
+    sd = [base + 10 * k for k in range(len(prompts)) for base in seeds]  # every reference its own noise
     return record(model, p, sd, s).recorder
 
 
@@ -432,6 +434,17 @@ def main(argv=None) -> dict:
         verdicts.append({"verdict": name, "thresholds": th if cfg.verdict != "paper" else None,
                          "early_thresholds": eth if cfg.verdict != "paper" else None,
                          **verdict_rates(lv, copies, ordinary_gen)})
+    webui_cal = None
+    if not a.quick:  # the webui's own default calibration (50 prompts x 1 seed) beside the bench's (28 x 2)
+        w_ref = calibrate(model, PRIMARY, plan, data.webui_reference_prompts(), plan.ref_seeds[:1])
+        w_prof = profiles_from(w_ref, PRIMARY)["sigma"]
+        th, eth, _ = verdict_thresholds(w_prof, GuardConfig(), "max")
+        e_sc = np.array([Recorder.early_score(w_prof, t, 0.2, "max") for t in off.recorder.trajectories])
+        t_flag = threshold_at(w_prof.reference_early["max"], GuardConfig().fpr_early)
+        webui_cal = {"references": len(w_ref.trajectories), "thresholds": th, "early_thresholds": eth,
+                     **verdict_rates(verdict_levels(off, w_prof), copies, ordinary_gen),
+                     "early_flag_threshold": t_flag, "early_flag_tpr": float((e_sc[is_mem] > t_flag).mean()),
+                     "early_flag_fpr": float((e_sc[~is_mem] > t_flag).mean())}
     mit = [{"method": "none (CFG 7.5)", "images": off.images}]
     guards = {}
     fpr0 = GuardConfig().fpr_early
@@ -528,6 +541,7 @@ def main(argv=None) -> dict:
                                                                          "update_only": update_only},
               "sd_sized_overhead": sd_ratio, "outliers": outliers, "seconds": seconds,
               "fidelity": {**clf.report, "ordinary_generations": mit[0]["fidelity_ord"]}, "twins": twins,
+              "webui_calibration": webui_cal,
               "n": {"test": len(test_p), "memorized": int(is_mem.sum()), "reference": len(ref.trajectories),
                     "faces_pos": sum(p in faces[0] for p in test_p), "faces_neg": sum(p in faces[1] for p in test_p)},
               "repro_off_count": int(repro_off[is_mem].sum())}
@@ -713,6 +727,17 @@ def write_docs(docs: Path, rep: dict, off: Run, guarded: Run, profs, z, is_mem, 
         lines.append(f"| {r['verdict']} | {bounds} | {early_bounds} | {_f(r['copies_memorized'])} ({r['copies']}) | "
                      f"{_f(r['copies_not_clean'])} | {_f(r['ordinary_not_clean'])} ({r['ordinary']}) | "
                      f"{_f(r['ordinary_memorized'])} |")
+    w = rep.get("webui_calibration")
+    if w:
+        lines += ["", f"Calibrated like the webui's default instead (50 reference prompts x 1 seed: the 28 above and "
+                  "22 more ordinary shape and digit captions chosen by a fixed rule, "
+                  f"`data.webui_reference_prompts`; {w['references']} trajectories), the default verdict calls "
+                  f"{_f(w['copies_memorized'])} of the copies memorized and {_f(w['ordinary_not_clean'])} of the "
+                  f"ordinary generations above clean (thresholds {w['thresholds']['memorized']:.2f} / "
+                  f"{w['early_thresholds']['memorized']:.2f}); its early flag (threshold "
+                  f"{w['early_flag_threshold']:.2f}) fires on {_f(w['early_flag_tpr'])} of memorized and "
+                  f"{_f(w['early_flag_fpr'])} of ordinary generations. One seed per prompt: a single calibration, "
+                  "so this says how much the reference set moves the thresholds, not what every set gives."]
     lines += ["", "## Early flag candidates (the steering window: the first 20 % of the steps)", "",
               "Each signal's early score is its max over the window: the update z-score (as the guard computes it), "
               "the one-sided z-score of the Wen et al. cond gap against the profile's gap statistics, or the larger "

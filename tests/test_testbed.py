@@ -41,8 +41,16 @@ def test_generic_data_has_no_near_duplicates():
     assert float(near.min()) >= 0.15, f"closest fresh generic sample: RMSE {float(near.min()):.3f}"
 
 
+def test_the_webui_sized_reference_set_extends_the_benchs_and_stays_apart_from_the_test_prompts():
+    refs = data.webui_reference_prompts()
+    test = set(data.ordinary_test_prompts()) | set(data.novel_prompts()) | {t.caption for t in data.memorized_targets()}
+    assert len(refs) == len(set(refs)) == 50 and refs[:28] == data.reference_prompts()
+    assert not set(refs) & test
+    assert all(data.family_of(p) in ("shape", "digit") for p in refs[28:])
+
+
 def test_no_ordinary_prompt_reproduces_a_training_image(model):
-    prompts = data.ordinary_test_prompts() + data.novel_prompts() + data.reference_prompts()
+    prompts = data.ordinary_test_prompts() + data.novel_prompts() + data.webui_reference_prompts()
     images = generate(model, [p for p in prompts for _ in SEEDS[:2]], SEEDS[:2] * len(prompts),
                       Sampling("euler", 50, 7.5))
     near, _ = nearest_rmse(images, data.training_images())
