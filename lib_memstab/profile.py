@@ -334,14 +334,12 @@ def _read_limited(path: Path, follow_symlinks: bool) -> str:
 
 
 def _early(v) -> dict[str, list[float]]:
-    if not isinstance(v, dict) or set(v) - {"update", "max"}:
-        raise ProfileError("reference_early must be an object with the lists 'update' and optionally 'max'")
+    _check_kinds(v, "reference_early")
     return {k: _floats(x, f"reference_early {k}") for k, x in v.items()}
 
 
 def _pairs(v) -> dict[str, list[list[float]]]:
-    if not isinstance(v, dict) or set(v) - {"update", "max"}:
-        raise ProfileError("reference_pairs must be an object with the lists 'update' and optionally 'max'")
+    _check_kinds(v, "reference_pairs")
     return {k: [_floats(r, f"reference_pairs {k} item") for r in _list(x, f"reference_pairs {k}")]
             for k, x in v.items()}
 
@@ -450,6 +448,22 @@ def _check_range(vals, what: str, lo, hi, spread: bool = False) -> None:
             raise ProfileError(f"{what} holds {brief(x)}, outside [{lo:g}, {hi:g}]")
 
 
+def _check_kinds(v, what: str) -> None:
+    if not isinstance(v, dict) or set(v) - {"update", "max"}:
+        raise ProfileError(f"{what} must be an object with the lists 'update' and optionally 'max'")
+
+
+def _check_scores(values, what: str, ordered: bool = True, spread: bool = True) -> None:
+    """Reference scores: a bounded list of finite numbers in STAT_RANGE, sorted low to high unless not ``ordered``."""
+    v = _list(values, what)
+    for x in v:
+        if isinstance(x, float) and not math.isfinite(x):
+            raise ProfileError(f"{what} holds NaN or infinity")
+    _check_range(v, what, *STAT_RANGE, spread=spread)
+    if ordered and any(b < a for a, b in zip(v, v[1:])):
+        raise ProfileError(f"{what} must be sorted (low to high)")
+
+
 def _validate(p: Profile) -> None:
     for what, v in (("axis", p.axis), ("norm", p.norm), ("statistic", p.statistic)):
         if not isinstance(v, str):
@@ -503,37 +517,17 @@ def _validate(p: Profile) -> None:
             raise ProfileError(f"reference_sigmas must be finite and within [0, {SIGMA_RANGE[1]:g}]; got {brief(x)}")
     if any(b > a for a, b in zip(rs, rs[1:])):
         raise ProfileError("reference_sigmas must run from high to low noise")
-    sc = _list(p.reference_scores, "reference_scores")
-    if len(sc) > MAX_GRID_POINTS:
-        raise ProfileError(f"reference_scores holds {len(sc)} values; at most {MAX_GRID_POINTS}")
-    for x in sc:
-        if isinstance(x, float) and not math.isfinite(x):
-            raise ProfileError("reference_scores holds NaN or infinity")
-    _check_range(sc, "reference_scores", *STAT_RANGE, spread=True)
-    if any(b < a for a, b in zip(sc, sc[1:])):
-        raise ProfileError("reference_scores must be sorted (low to high)")
-    if not isinstance(p.reference_early, dict) or set(p.reference_early) - {"update", "max"}:
-        raise ProfileError("reference_early must map 'update' (and optionally 'max') to sorted scores")
+    _check_scores(p.reference_scores, "reference_scores")
+    _check_kinds(p.reference_early, "reference_early")
     for k, v in p.reference_early.items():
-        ev = _list(v, f"reference_early {k}")
-        for x in ev:
-            if isinstance(x, float) and not math.isfinite(x):
-                raise ProfileError(f"reference_early {k} holds NaN or infinity")
-        _check_range(ev, f"reference_early {k}", *STAT_RANGE, spread=True)
-        if any(b < a for a, b in zip(ev, ev[1:])):
-            raise ProfileError(f"reference_early {k} must be sorted (low to high)")
-    if not isinstance(p.reference_pairs, dict) or set(p.reference_pairs) - {"update", "max"}:
-        raise ProfileError("reference_pairs must map 'update' (and optionally 'max') to sorted score pairs")
+        _check_scores(v, f"reference_early {k}")
+    _check_kinds(p.reference_pairs, "reference_pairs")
     for k, v in p.reference_pairs.items():
         rows = _list(v, f"reference_pairs {k}")
         for r in rows:
-            r = _list(r, f"reference_pairs {k} item")
-            if len(r) != 2:
+            if len(_list(r, f"reference_pairs {k} item")) != 2:
                 raise ProfileError(f"reference_pairs {k}: every item must be a [pass score, early score] pair")
-            for x in r:
-                if isinstance(x, float) and not math.isfinite(x):
-                    raise ProfileError(f"reference_pairs {k} holds NaN or infinity")
-            _check_range(r, f"reference_pairs {k}", *STAT_RANGE)
+            _check_scores(r, f"reference_pairs {k}", ordered=False, spread=False)
         if any(b < a for a, b in zip(rows, rows[1:])):
             raise ProfileError(f"reference_pairs {k} must be sorted (low to high)")
     check_meta(p.meta)
