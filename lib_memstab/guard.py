@@ -175,6 +175,8 @@ class Guard:
         out = []
         cfg = self.config
         window = cfg.score_window
+        # once per call, not per image (the joint thresholds scan the reference pairs)
+        thresholds = {kind: verdict_thresholds(self.profile, cfg, kind) for kind in ("update", "max")}
         for seg in self.segments:
             n = seg.steps
             flat = torch.cat([seg.trace[:n].flatten(), seg.flagged.float(), seg.strong.float(), seg.first.float(),
@@ -191,7 +193,7 @@ class Guard:
                 gap = trace[:w, 4, j]
                 gap = gap[torch.isfinite(gap)]
                 early = bool(flags[0, j])
-                final = final_verdict(zu.tolist(), self.profile, cfg, float(early_scores[j]), kind)
+                final = final_verdict(zu.tolist(), self.profile, cfg, float(early_scores[j]), kind, thresholds[kind])
                 out.append(Verdict(
                     image=j, segment=seg.index, steps=n, flagged=final.pop("flagged", early),
                     severity=("strong" if flags[1, j] else "mild") if early else "none",

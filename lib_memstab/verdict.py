@@ -108,16 +108,18 @@ def verdict_thresholds(profile, config, kind: str = "update") -> tuple[dict[str,
             "tau_mild / tau_strong (the profile has no reference scores: calibrate again)")
 
 
-def final_verdict(z_update, profile, config, early_score: float | None = None, kind: str = "update") -> dict:
+def final_verdict(z_update, profile, config, early_score: float | None = None, kind: str = "update",
+                  thresholds: tuple | None = None) -> dict:
     """The fields of the final verdict for one pass: score, level, flagged, rule, thresholds, thresholds_from and,
     where the profile has joint thresholds, early_score and early_thresholds. The level is the higher of the two
     scores' levels. ``early_score``: the max of the early signal over the early window (NaN or None: not measured).
-    The early flag is the caller's (the Guard latches it on the device; a recorder recomputes it from the trace)."""
+    The early flag is the caller's (the Guard latches it on the device; a recorder recomputes it from the trace).
+    ``thresholds``: what ``verdict_thresholds(profile, config, kind)`` returns, where the caller has it already."""
     if config.verdict == "paper":
         return {"score": rules.pass_score(z_update, None if config.score_window == "all" else
                                           int(config.score_window)), "rule": "paper"}
     score = rules.pass_score(z_update)
-    th, eth, source = verdict_thresholds(profile, config, kind)
+    th, eth, source = thresholds or verdict_thresholds(profile, config, kind)
     lv = rules.level(score, th) if math.isfinite(score) else "clean"
     out = {"score": score, "rule": "calibrated", "thresholds": th, "thresholds_from": source}
     if eth is not None and early_score is not None and math.isfinite(early_score):
