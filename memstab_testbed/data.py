@@ -427,16 +427,17 @@ def reference_prompts() -> list[str]:
                                             ("exhibition", "orange", "star", "purple", "circle")]])
 
 
-def webui_reference_prompts(n: int = 50) -> list[str]:
+def webui_reference_prompts(n: int = 50, order_seed: int = 2026) -> list[str]:
     """``reference_prompts`` filled up to ``n`` (the webui calibrates with 50 prompts x 1 seed by default) by a fixed
     rule: ordinary shape and digit captions (training templates; foreground unlike background, no held-out shape), in
-    a seeded random order, alternating the two, skipping every memorized, test and reference caption."""
+    a random order drawn from ``order_seed`` (the bench's: 2026; other draws: memstab_testbed.refsets), alternating
+    the two, skipping every memorized, test and reference caption."""
     taken = set(reference_prompts()) | set(ordinary_test_prompts()) | set(novel_prompts()) | {c for c, _ in MEMORIZED}
     held_out = set(HELD_OUT_SHAPES)
     shapes = [shape_caption(c, s, bg) for c in FG_COLORS for s in SHAPES for bg in BG_COLORS
               if c != bg and (c, s) not in held_out]
     digits = [digit_caption(c, w, bg) for c in FG_COLORS for w in DIGIT_WORDS for bg in BG_COLORS if c != bg]
-    rng = np.random.default_rng(2026)
+    rng = np.random.default_rng(order_seed)
     shapes = [shapes[i] for i in rng.permutation(len(shapes)) if shapes[i] not in taken]
     digits = [digits[i] for i in rng.permutation(len(digits)) if digits[i] not in taken]
     extra = [x for pair in zip(shapes, digits) for x in pair]

@@ -106,3 +106,30 @@ def test_fidelity_classifier_knows_the_families_of_fresh_draws_and_of_the_memori
     mem = torch.stack([torch.from_numpy(t.image) for t in targets])
     assert fidelity.faithful(clf, mem, [t.caption for t in targets]).all()
     assert not fidelity.faithful(clf, mem[:1], ["a close-up photo of old coins"]).any(), "a face is no texture"
+
+
+def test_every_reference_set_of_the_study_stays_apart_from_the_test_and_its_draws_differ():
+    from memstab_testbed import refsets
+
+    test = set(data.ordinary_test_prompts()) | set(data.novel_prompts()) | {t.caption for t in data.memorized_targets()}
+    sets = refsets.reference_sets(quick=False)
+    for rs in sets:
+        assert not set(rs["prompts"]) & test, rs["shape"]
+        assert len(set(rs["prompts"])) == len(rs["prompts"]) == int(rs["shape"].split(" x ")[0])
+        assert len(rs["seeds"]) == int(rs["shape"].split(" x ")[1].split(",")[0])
+    for shape in {rs["shape"] for rs in sets}:
+        draws = [(tuple(rs["prompts"]), tuple(rs["seeds"])) for rs in sets if rs["shape"] == shape]
+        assert len(set(draws)) == len(draws) >= 2, shape
+    assert sets[0]["prompts"] == data.reference_prompts() and sets[0]["seeds"] == [1000, 1001]  # the bench's own
+
+
+def test_the_reference_set_summary_gives_min_median_max_per_shape():
+    from memstab_testbed import refsets
+
+    keys = ("copies_memorized", "ordinary_not_clean", "pass_only_copies_memorized", "pass_only_ordinary_not_clean",
+            "early_flag_tpr", "early_flag_fpr")
+    rows = [{"shape": "a", **dict.fromkeys(keys, v)} for v in (0.5, 0.1, 0.3)]
+    rows.append({"shape": "b", **dict.fromkeys(keys, 1.0)})
+    out = refsets.summary(rows)
+    assert [o["shape"] for o in out] == ["a", "b"] and out[0]["draws"] == 3
+    assert out[0]["copies_memorized"] == [0.1, 0.3, 0.5] and out[1]["early_flag_fpr"] == [1.0, 1.0, 1.0]
