@@ -55,6 +55,32 @@ def test_the_doc_keeps_its_text_and_replaces_the_table(tmp_path):
     assert text.count("0.500") >= 10
 
 
+def test_the_reference_set_table_goes_before_the_measured_one_and_is_replaced_in_place(tmp_path):
+    import memorization_live as ml
+
+    def rep(n, seeds, draw, caught):
+        return {"sampler": "Euler", "steps": 20, "copies": 18, "ordinary_generations": 124, "reference_prompts": n,
+                "reference_seeds": seeds, "reference_order_seed": draw, "thresholds": "3.4/3.6",
+                "early_thresholds": "11.7/12.8", "copies_memorized": caught, "copies_early_flag": 0.0,
+                "ordinary_not_clean": 0.04, "ordinary_early_flag": 0.0, "on_strict": 0.25, "on_loose": 0.5,
+                "on_fidelity": 0.75}
+
+    marker = "<!-- measured: written by tools/live_webui/memorization_live.py -->"
+    doc = tmp_path / "live.md"
+    doc.write_text(f"# Hand-written\n\n{marker}\nTABLE")
+    files = []
+    for i, r in enumerate([rep(28, 2, 2026, 0.222), rep(50, 1, 2027, 0.389)]):
+        files.append(tmp_path / f"r{i}.json")
+        files[-1].write_text(json.dumps(r))
+    ml.main(["--from", *map(str, files), "--md", str(doc), "--refsets"])
+    ml.main(["--from", str(files[1]), "--md", str(doc), "--refsets"])  # a second write replaces the first
+    text = doc.read_text()
+    assert text.startswith("# Hand-written") and text.endswith(f"{marker}\nTABLE")
+    assert text.count(ml.REFSETS_MARK[0]) == 1 and text.index(ml.REFSETS_MARK[1]) < text.index(marker)
+    assert "| 50 x 1, 2027 | 3.4/3.6 / 11.7/12.8 | 0.389 | 0.000 | 0.040 | 0.000 | 0.250 / 0.500 / 0.750 |" in text
+    assert "28 x 2, 2026" not in text
+
+
 def test_latents_carry_rgb_and_their_mean():
     import memorizing_ckpt as mc
 

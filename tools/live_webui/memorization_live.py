@@ -125,6 +125,38 @@ def write_doc(reports: list[dict], path: Path) -> None:
     path.write_text(text)
 
 
+REFSETS_MARK = ("<!-- reference sets: written by tools/live_webui/memorization_live.py --refsets -->",
+                "<!-- end of reference sets -->")
+
+
+def write_refsets_doc(reports: list[dict], path: Path) -> None:
+    """One row per run, each calibrated on another reference set (same checkpoint, sampler and test prompts): the
+    section between REFSETS_MARK in ``path`` (placed before the measured table when the doc has none yet)."""
+    rows = ["| reference set (prompts x seeds, fill-up draw) | thresholds: score / early score (suspicious/memorized)"
+            " | copies called memorized | copies early-flagged | ordinary not clean | ordinary early-flagged | "
+            "mitigate: strict / either way / fidelity |", "|---|---|---|---|---|---|---|"]
+    for r in reports:
+        shape = (f"{r.get('reference_prompts', 28)} x {r.get('reference_seeds', 2)}, "
+                 f"{r.get('reference_order_seed', '-')}")
+        rows.append(f"| {shape} | {r['thresholds']} / {r['early_thresholds']} | {_cell(r, 'copies_memorized', 'r')} | "
+                    f"{_cell(r, 'copies_early_flag', 'r')} | {_cell(r, 'ordinary_not_clean', 'r')} | "
+                    f"{_cell(r, 'ordinary_early_flag', 'r')} | "
+                    f"{_cell(r, ('on_strict', 'on_loose', 'on_fidelity'), 'r')} |")
+    runs = sorted({f"{r['sampler']} {r['steps']}" for r in reports})
+    section = "\n".join([REFSETS_MARK[0], "", f"Reference sets ({', '.join(runs)}; "
+                         f"{reports[0]['copies']} strict copies, {reports[0]['ordinary_generations']} ordinary "
+                         "generations in each run):", ""] + rows + ["", REFSETS_MARK[1]])
+    text = path.read_text()
+    if REFSETS_MARK[0] in text:
+        head, rest = text.split(REFSETS_MARK[0], 1)
+        text = head + section + rest.split(REFSETS_MARK[1], 1)[1]
+    else:
+        marker = "<!-- measured: written by tools/live_webui/memorization_live.py -->"
+        head, rest = text.split(marker, 1) if marker in text else (text, None)
+        text = head + section + "\n\n" + (marker + rest if rest is not None else "")
+    path.write_text(text)
+
+
 def main(argv=None) -> dict:
     ap = argparse.ArgumentParser()
     ap.add_argument("url", nargs="?", help="the webui; leave out with --from to only write the doc")
@@ -135,12 +167,17 @@ def main(argv=None) -> dict:
     ap.add_argument("--seeds", type=int, default=4, help="images per prompt (one batch: seeds seed0, seed0 + 1, ...)")
     ap.add_argument("--seed0", type=int, default=0)
     ap.add_argument("--ref-seeds", type=int, default=2)
+    ap.add_argument("--ref-prompts", type=int, default=len(data.reference_prompts()),
+                    help="reference prompts: the testbed's 28, filled up beyond that by data.webui_reference_prompts")
+    ap.add_argument("--ref-order-seed", type=int, default=2026, help="the fill-up draw (memstab_testbed.refsets)")
     ap.add_argument("--data", type=Path, default=ROOT / "runs/webui_ckpt/data.npz")
     ap.add_argument("--json", type=Path)
     ap.add_argument("--md", type=Path)
+    ap.add_argument("--refsets", action="store_true",
+                    help="with --from: write the reports as the reference-set table (runs that differ in --ref-*)")
     s = ap.parse_args(argv)
     if s.reports:
-        write_doc([json.loads(p.read_text()) for p in s.reports], s.md)
+        (write_refsets_doc if s.refsets else write_doc)([json.loads(p.read_text()) for p in s.reports], s.md)
         return {}
     h = Http(s.url)
     t_start = time.time()
@@ -155,8 +192,13 @@ def main(argv=None) -> dict:
 
     # calibration through the extension's own route, on the testbed's reference prompts
     ref_file = ROOT / "runs/webui_ckpt/reference_prompts.txt"  # inside the extension folder: the API may read it
-    ref_file.write_text("\n".join(data.reference_prompts()) + "\n")
-    req = {"prompts_file": str(ref_file), "n_prompts": len(data.reference_prompts()), "seeds": s.ref_seeds,
+    refs = data.webui_reference_prompts(s.ref_prompts, s.ref_order_seed)[: s.ref_prompts]
+    d = np.load(s.data)
+    mem_caps = [str(c) for c in d["mem_captions"]]
+    if set(refs) & (set(mem_caps) | set(data.ordinary_test_prompts()) | set(data.novel_prompts())):
+        raise SystemExit("a reference prompt is also a test or memorized caption of this checkpoint")
+    ref_file.write_text("\n".join(refs) + "\n")
+    req = {"prompts_file": str(ref_file), "n_prompts": len(refs), "seeds": s.ref_seeds,
            "sampler": s.sampler, "steps": s.steps, "cfg_scale": s.cfg, "width": 128, "height": 128,
            "name": f"{CKPT}-{s.sampler.replace(' ', '_').lower()}-{s.steps}"}
     st, cal, text, dt_cal = h.call("POST", "/memstab/v1/calibrate", req)
@@ -165,8 +207,6 @@ def main(argv=None) -> dict:
     profile = cal["name"]
     print(f"calibrated {profile} ({cal.get('generations')} generations, {dt_cal:.0f} s)", flush=True)
 
-    d = np.load(s.data)
-    mem_caps = [str(c) for c in d["mem_captions"]]
     ordinary = data.ordinary_test_prompts() + data.novel_prompts()
     train = torch.cat([torch.from_numpy(d["pool_images"]), torch.from_numpy(d["mem_images"])])
     mem_imgs = torch.from_numpy(d["mem_images"])
@@ -215,6 +255,7 @@ def main(argv=None) -> dict:
     rep = {
         "webui": s.url, "checkpoint": title, "profile": profile, "sampler": s.sampler, "steps": s.steps,
         "cfg": s.cfg, "seeds": s.seeds, "reference_generations": cal.get("generations"),
+        "reference_prompts": len(refs), "reference_seeds": s.ref_seeds, "reference_order_seed": s.ref_order_seed,
         "calibration_seconds": round(dt_cal, 1), "thresholds": thresholds,
         "early_thresholds": early_thresholds,
         "memorized_generations": int(is_mem.sum()), "ordinary_generations": int(ordn.sum()),
