@@ -8,13 +8,17 @@ interrupted calibration leaves no half-written file.
 from __future__ import annotations
 
 import itertools
+import math
 import operator
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
+from .config import GuardConfig
 from .profile import MAX_META_INT, Profile, ProfileError, check_meta
 from .recorder import Recorder
+from .rules import early_kind, threshold_at
 from .text import brief
+from .verdict import verdict_thresholds
 
 # The most a calibration may ask for (the adapter checks requests against these before queueing anything).
 MAX_PROMPTS = 1000
@@ -32,10 +36,48 @@ class CalibrationTooLarge(ProfileError):
 
 
 @dataclass
+class ThresholdSetter:
+    """Which reference generations set one threshold: with few references a threshold is their largest score, so one
+    wide ordinary prompt can hold it up for every image (docs/findings.md). ``set_by``: the references scoring at or
+    above it, highest first (at most SETTERS_SHOWN); ``next``: the highest reference score below it (None: none)."""
+
+    threshold: str  # what it is, in words
+    value: float
+    set_by: list[tuple[str | None, float]]
+    next: float | None
+
+
+SETTERS_SHOWN = 3
+
+
+def threshold_setters(rows, profile: Profile, config: GuardConfig | None = None) -> list[ThresholdSetter]:
+    """The references behind the verdict's `memorized` thresholds and the early flag's, at ``config``'s rates.
+    ``rows``: Recorder.reference_rows of the recorder that built ``profile`` [(pass score, {kind: early}, label)]."""
+    config = config or GuardConfig()
+    kind = early_kind(profile.has_gap)
+    th, eth, _ = verdict_thresholds(profile, config, kind)
+    scored = {"pass": [(lab, a) for a, _, lab in rows], "early": [(lab, e.get(kind)) for _, e, lab in rows]}
+    wanted = [("whole-pass score, memorized", "pass", th["memorized"])]
+    if eth is not None:
+        wanted.append(("early score, memorized", "early", eth["memorized"]))
+    early = profile.reference_early.get(kind, [])
+    if len(early) >= 2:
+        wanted.append(("early flag", "early", threshold_at(early, config.fpr_early)))
+    out = []
+    for name, which, t in wanted:
+        vals = [(lab, float(v)) for lab, v in scored[which] if v is not None and math.isfinite(v)]
+        above = sorted((x for x in vals if x[1] >= t), key=lambda x: -x[1])
+        below = [v for _, v in vals if v < t]
+        out.append(ThresholdSetter(name, float(t), above[:SETTERS_SHOWN], max(below) if below else None))
+    return out
+
+
+@dataclass
 class CalibrationResult:
     profile: Profile
     outliers: list[tuple[int, str | None, float]]  # reference generations outside their own region
     generations: int
+    setters: list[ThresholdSetter] = field(default_factory=list)  # threshold_setters at the default rates
 
 
 def run_calibration(generate: Callable, prompts: Iterable[str], seeds: Iterable[int] = (0,), *,
@@ -75,7 +117,8 @@ def run_calibration(generate: Callable, prompts: Iterable[str], seeds: Iterable[
         if progress:
             progress(k + 1, total)
     profile = rec.build_profile(axis=axis, statistic=statistic, meta=meta)
-    return CalibrationResult(profile, rec.outliers(profile, outlier_tau), len(rec.trajectories))
+    return CalibrationResult(profile, rec.outliers(profile, outlier_tau), len(rec.trajectories),
+                             threshold_setters(rec.reference_rows, profile))
 
 
 def _bounded(items, limit: int, what: str) -> list:

@@ -47,6 +47,7 @@ class Trajectory:
 class Recorder:
     def __init__(self):
         self.trajectories: list[Trajectory] = []
+        self.reference_rows: list = []  # set by build_profile
         self._rows: list[torch.Tensor] = []
         self._shape = None
 
@@ -93,11 +94,13 @@ class Recorder:
         frac = float(info["early_fraction"])
         kinds = ["update"] + (["max"] if profile.has_gap else [])
 
-        def both(p: Profile, t: Trajectory) -> tuple[float, dict[str, float]]:
+        def both(p: Profile, t: Trajectory) -> tuple[float, dict[str, float], str | None]:
             keys, zu, zg = self._z(p, t)
-            return pass_score(zu[0]), {k: self._early(p, keys, zu[0], zg, frac, k) for k in kinds}
+            return pass_score(zu[0]), {k: self._early(p, keys, zu[0], zg, frac, k) for k in kinds}, t.label
 
         rows = self.cross_fitted(profile, folds, both)  # one cross-fit: the pairs keep their trajectory together
+        self.reference_rows = rows  # (pass score, {kind: early score}, label): which reference sets each threshold
+        rows = [(a, e) for a, e, _ in rows]
         profile.reference_scores = sorted(a for a, _ in rows if math.isfinite(a))
         profile.reference_early = {k: sorted(e[k] for _, e in rows if math.isfinite(e[k])) for k in kinds}
         profile.reference_pairs = {k: sorted([a, e[k]] for a, e in rows if math.isfinite(a) and math.isfinite(e[k]))

@@ -246,10 +246,19 @@ def _pick(hits: list[StoredProfile], what: str) -> tuple[StoredProfile, str]:
     return best, f": {len(hits)} {what}; {rule}; also: {shown}{more}"
 
 
+MAX_PROMPT_FILE = 1 << 20  # bytes: 1000 prompts (calibration.MAX_PROMPTS) of ~1000 characters
+
+
 def read_prompts(path) -> list[str]:
-    """One prompt per line; blank lines and lines starting with '#' are ignored."""
+    """One prompt per line; blank lines and lines starting with '#' are ignored. A file above MAX_PROMPT_FILE bytes
+    is refused before it is read whole (its prompts are echoed in the calibration report)."""
     try:
-        text = Path(path).read_text(encoding="utf-8")
+        with open(path, "rb") as f:
+            raw = f.read(MAX_PROMPT_FILE + 1)
+        if len(raw) > MAX_PROMPT_FILE:
+            raise ProfileError(f"the reference prompt file {brief(str(path), 200)} is larger than {MAX_PROMPT_FILE} "
+                               "bytes")
+        text = raw.decode("utf-8")
     except (OSError, UnicodeDecodeError) as e:
         raise ProfileError(f"cannot read the reference prompts {path}: {e}") from None
     prompts = [ln.strip() for ln in text.splitlines() if ln.strip() and not ln.lstrip().startswith("#")]

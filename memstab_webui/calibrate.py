@@ -74,6 +74,7 @@ class Report:
     description: str
     profile: object
     settings: dict
+    setters: list = dataclasses.field(default_factory=list)  # lib_memstab.calibration.ThresholdSetter
 
     def markdown(self) -> str:
         s = self.settings
@@ -87,12 +88,34 @@ class Report:
             lines += [f"- z {z:.1f}: {p}" for p, z in self.outliers]
         else:
             lines.append("No reference prompt left the region.")
-        return "\n\n".join(lines[:3]) + ("\n" + "\n".join(lines[3:]) if len(lines) > 3 else "")
+        text = "\n\n".join(lines[:3]) + ("\n" + "\n".join(lines[3:]) if len(lines) > 3 else "")
+        if not self.setters:
+            return text
+        rows = ["Who sets the thresholds (the highest reference scores, each judged without itself; default rates):"]
+        for t in self.setters:
+            who = "; ".join(f"{_shown(p)} ({v:.2f})" for p, v in t.set_by)
+            rest = f"; the next reference: {t.next:.2f}" if t.next is not None else ""
+            rows.append(f"- {t.threshold} {t.value:.2f}: {who}{rest}")
+        rows.append("A threshold held up by one prompt far above the next holds it up for every image: if that prompt "
+                    "is unlike what you generate, or listed above, replace it and calibrate again.")
+        return text + "\n\n" + "\n".join(rows)
 
     def to_json(self) -> dict:
         return {"name": self.name, "file": self.path.name, "generations": self.generations,
                 "outliers": [{"prompt": p, "z": round(z, 2)} for p, z in self.outliers],
+                "threshold_setters": [{"threshold": t.threshold, "value": round(t.value, 3),
+                                       "set_by": [{"prompt": p, "score": round(v, 3)} for p, v in t.set_by],
+                                       "next": None if t.next is None else round(t.next, 3)} for t in self.setters],
                 "profile": self.description, "meta": self.profile.meta}
+
+
+SHOWN_PROMPT = 100  # characters of a reference prompt shown in the report
+
+
+def _shown(prompt) -> str:
+    """A reference prompt as the report shows it: cut short, backticks and newlines dropped (markdown)."""
+    p = " ".join(str(prompt if prompt is not None else "?").replace("`", "'").split())
+    return f"`{p if len(p) <= SHOWN_PROMPT else p[:SHOWN_PROMPT - 1] + '…'}`"
 
 
 # ------------------------------------------------------------------------------------------------ input
@@ -317,7 +340,8 @@ def calibrate(r: Request, opts=None, task: Task | None = None) -> Report:
     name = r.name or profile_name(measured.identity["model"], measured.identity["model_hash"])
     path = store.save(result.profile, name)
     outliers = [(label or "?", z) for _, label, z in result.outliers]
-    return Report(name, path, result.generations, outliers, result.profile.describe(), result.profile, s)
+    return Report(name, path, result.generations, outliers, result.profile.describe(), result.profile, s,
+                  result.setters)
 
 
 class MeasuredModel:

@@ -83,6 +83,18 @@ def test_shipped_reference_prompts():
     assert len(prompts) >= 100 and len(set(prompts)) == len(prompts)
 
 
+def test_a_reference_prompt_file_too_large_is_refused_before_it_is_read_whole(tmp_path):
+    from lib_memstab.store import MAX_PROMPT_FILE
+
+    big = tmp_path / "big.txt"
+    big.write_bytes(b"a photo\n" * (MAX_PROMPT_FILE // 8 + 1))
+    with pytest.raises(ProfileError, match="larger than"):
+        read_prompts(big)
+    ok = tmp_path / "ok.txt"
+    ok.write_bytes(b"a photo\n" * (MAX_PROMPT_FILE // 8))  # exactly the bound
+    assert len(read_prompts(ok)) == MAX_PROMPT_FILE // 8
+
+
 def _analytic_generate(conds):
     from memstab_testbed.kdiff import import_k_diffusion
 
@@ -112,6 +124,22 @@ def test_calibration_lists_a_memorized_prompt_salted_into_the_reference_set():
     assert res.generations == 62 and seen[-1] == 62
     assert res.profile.meta["model_hash"] == "abc" and res.profile.meta["reference_prompts"] == 31
     assert "salted memorized" in {label for _, label, _ in res.outliers}
+    # the references behind each threshold: the salted prompt, both seeds, holds the whole-pass threshold up
+    from lib_memstab import GuardConfig
+    from lib_memstab.rules import threshold_at
+    from lib_memstab.verdict import verdict_thresholds
+
+    th, eth, _ = verdict_thresholds(res.profile, GuardConfig(), "update")
+    by = {s.threshold: s for s in res.setters}
+    assert set(by) == {"whole-pass score, memorized", "early score, memorized", "early flag"}
+    assert by["whole-pass score, memorized"].value == th["memorized"]
+    assert by["early score, memorized"].value == eth["memorized"]
+    assert by["early flag"].value == threshold_at(res.profile.reference_early["update"], GuardConfig().fpr_early)
+    assert by["whole-pass score, memorized"].set_by[0][0] == "salted memorized"
+    for s in res.setters:
+        vals = [v for _, v in s.set_by]
+        assert vals and vals == sorted(vals, reverse=True) and min(vals) >= s.value
+        assert s.next is None or s.next < s.value
 
 
 def test_interrupted_calibration_raises_and_returns_nothing():

@@ -204,6 +204,10 @@ def test_salted_reference_set_lists_the_memorized_prompt_and_still_flags(cal):
     assert rep.profile.statistic == "median_mad"
     assert [p for p, _ in rep.outliers] == [MEMORIZED], rep.outliers
     assert "z " in rep.markdown() and MEMORIZED in rep.markdown()
+    # ... and the report names it as what holds the whole-pass threshold up, far above the next reference
+    pass_th = next(t for t in rep.setters if t.threshold == "whole-pass score, memorized")
+    assert pass_th.set_by[0][0] == MEMORIZED and pass_th.next < pass_th.value
+    assert f"- whole-pass score, memorized {pass_th.value:.2f}: `{MEMORIZED}`" in rep.markdown()
     for seed in (5, 6):
         mem, _ = guarded(cal, MEMORIZED, seed=seed)
         assert mem["MemStab verdict"] == "memorized"
@@ -321,6 +325,10 @@ def test_api_routes(cal):
     body = r.json()
     assert body["name"] == "analytic-a1b2c3d4e5" and body["generations"] == 12
     assert [o["prompt"] for o in body["outliers"]] == [MEMORIZED] and body["profile"].startswith("log_sigma-indexed")
+    setters = {t["threshold"]: t for t in body["threshold_setters"]}
+    assert setters["whole-pass score, memorized"]["set_by"][0]["prompt"] == MEMORIZED
+    assert {"early score, memorized", "early flag"} <= set(setters)
+    assert all(t["next"] is None or t["next"] < t["value"] <= t["set_by"][-1]["score"] for t in setters.values())
     assert body["meta"]["model_hash"] == "a1b2c3d4e5" and body["meta"]["cfg_scale"] == 7.5
     r = client.get("/memstab/v1/profiles").json()
     assert r["automatic"] == {"name": "analytic-a1b2c3d4e5", "note": None,
