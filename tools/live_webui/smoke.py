@@ -10,7 +10,8 @@ memstab file (extension path, lib_memstab, memstab_webui, scripts/memstab.py).
 Checks (numbers as in the brief):
  1 start: the server answers, no memstab traceback in the log so far
  2 off: no alwayson_scripts vs args [false] give identical decoded pixels (Euler a, DPM++ 2M, DDIM; batch 2)
- 3 calibration via POST /memstab/v1/calibrate; GET /memstab/v1/profiles names it under "automatic"
+ 3 calibration via POST /memstab/v1/calibrate (with the references that set each threshold); GET /memstab/v1/profiles
+   names it under "automatic"
  4 detect: per-image MemStab verdict/score/thresholds; pixels identical to off (Euler a, DPM++ 2M, Heun, DDIM)
  5 mitigate with forced flags (paper and repel): images without "MemStab mitigated steps" identical to off; one changes
  6 the paper rule: works, no "MemStab thresholds"
@@ -262,6 +263,14 @@ class Smoke:
         d.append("profiles: " + str([(p.get("name"), p.get("usable"), p.get("error")) for p in plist]))
         ok = st == 200 and auto.get("name") == self.profile_name and self.profile_name is not None
         ok &= all(k in auto for k in ("name", "note", "reason"))
+        # who sets the thresholds: each named by its references, at or above it, the next score below
+        setters = js.get("threshold_setters") or []
+        d.append("threshold setters: " + "; ".join(
+            f"{t.get('threshold')} {t.get('value')} by {[b.get('score') for b in t.get('set_by', [])]}, next "
+            f"{t.get('next')}" for t in setters))
+        ok &= any(t.get("threshold") == "whole-pass score, memorized" for t in setters)
+        ok &= all(t.get("set_by") and all(b.get("score") >= t["value"] for b in t["set_by"])
+                  and (t.get("next") is None or t["next"] < t["value"]) for t in setters)
         return ok, d
 
     def c4(self):
