@@ -39,7 +39,8 @@ class CalibrationTooLarge(ProfileError):
 class ThresholdSetter:
     """Which reference generations set one threshold: with few references a threshold is their largest score, so one
     wide ordinary prompt can hold it up for every image (docs/findings.md). ``set_by``: the references scoring at or
-    above it, highest first (at most SETTERS_SHOWN); ``next``: the highest reference score below it (None: none)."""
+    above it, highest first (at most SETTERS_SHOWN); ``next``: the highest score of any other prompt (about where the
+    threshold would fall without those prompts; None: there is none)."""
 
     threshold: str  # what it is, in words
     value: float
@@ -67,8 +68,8 @@ def threshold_setters(rows, profile: Profile, config: GuardConfig | None = None)
     for name, which, t in wanted:
         vals = [(lab, float(v)) for lab, v in scored[which] if v is not None and math.isfinite(v)]
         above = sorted((x for x in vals if x[1] >= t), key=lambda x: -x[1])
-        below = [v for _, v in vals if v < t]
-        out.append(ThresholdSetter(name, float(t), above[:SETTERS_SHOWN], max(below) if below else None))
+        others = [v for lab, v in vals if lab not in {a for a, _ in above}]  # another seed of a setter is no way out
+        out.append(ThresholdSetter(name, float(t), above[:SETTERS_SHOWN], max(others) if others else None))
     return out
 
 

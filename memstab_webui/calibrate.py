@@ -94,7 +94,7 @@ class Report:
         rows = ["Who sets the thresholds (the highest reference scores, each judged without itself; default rates):"]
         for t in self.setters:
             who = "; ".join(f"{_shown(p)} ({v:.2f})" for p, v in t.set_by)
-            rest = f"; the next reference: {t.next:.2f}" if t.next is not None else ""
+            rest = f"; the highest other prompt: {t.next:.2f}" if t.next is not None else ""
             rows.append(f"- {t.threshold} {t.value:.2f}: {who}{rest}")
         rows.append("A threshold held up by one prompt far above the next holds it up for every image: if that prompt "
                     "is unlike what you generate, or listed above, replace it and calibrate again.")

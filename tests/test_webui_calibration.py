@@ -204,7 +204,7 @@ def test_salted_reference_set_lists_the_memorized_prompt_and_still_flags(cal):
     assert rep.profile.statistic == "median_mad"
     assert [p for p, _ in rep.outliers] == [MEMORIZED], rep.outliers
     assert "z " in rep.markdown() and MEMORIZED in rep.markdown()
-    # ... and the report names it as what holds the whole-pass threshold up, far above the next reference
+    # ... and the report names it as what holds the whole-pass threshold up, far above every other prompt
     pass_th = next(t for t in rep.setters if t.threshold == "whole-pass score, memorized")
     assert pass_th.set_by[0][0] == MEMORIZED and pass_th.next < pass_th.value
     assert f"- whole-pass score, memorized {pass_th.value:.2f}: `{MEMORIZED}`" in rep.markdown()

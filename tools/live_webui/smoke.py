@@ -263,7 +263,7 @@ class Smoke:
         d.append("profiles: " + str([(p.get("name"), p.get("usable"), p.get("error")) for p in plist]))
         ok = st == 200 and auto.get("name") == self.profile_name and self.profile_name is not None
         ok &= all(k in auto for k in ("name", "note", "reason"))
-        # who sets the thresholds: each named by its references, at or above it, the next score below
+        # who sets the thresholds: each named by its references, at or above it, and the highest other prompt below
         setters = js.get("threshold_setters") or []
         d.append("threshold setters: " + "; ".join(
             f"{t.get('threshold')} {t.get('value')} by {[b.get('score') for b in t.get('set_by', [])]}, next "
