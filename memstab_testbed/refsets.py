@@ -24,6 +24,7 @@ import numpy as np
 import torch
 
 from lib_memstab import GuardConfig, Recorder
+from lib_memstab.calibration import threshold_setters
 from lib_memstab.rules import threshold_at
 from lib_memstab.verdict import verdict_thresholds
 
@@ -65,6 +66,22 @@ def calibrate_set(model, prompts: list[str], seeds: list[int]):
     return record(model, p, sd, PRIMARY)
 
 
+def setter_prompts(ref: Recorder) -> list[str]:
+    """The reference prompts the calibration report names as setting a threshold (lib_memstab.calibration
+    .threshold_setters on the bench's sigma profile), in the order named."""
+    prof = ref.build_profile("log_sigma", "rms", "median_mad")  # as profiles_from's "sigma"; sets reference_rows
+    named = [lab for t in threshold_setters(ref.reference_rows, prof) for lab, _ in t.set_by]
+    return list(dict.fromkeys(named))
+
+
+def without(ref: Recorder, prompts: list[str]) -> Recorder:
+    """The same reference generations less every seed of ``prompts``: what a user who follows the report and
+    replaces those prompts would calibrate on (here without a replacement: the set shrinks by them)."""
+    out = Recorder()
+    out.trajectories = [t for t in ref.trajectories if t.label not in set(prompts)]
+    return out
+
+
 def judge_set(ref: Recorder, off, copies: np.ndarray, ordinary: np.ndarray, is_mem: np.ndarray) -> dict:
     """The default verdict and the early flag of ``off`` against a profile of ``ref``."""
     prof = profiles_from(ref, PRIMARY)["sigma"]
@@ -83,21 +100,33 @@ def judge_set(ref: Recorder, off, copies: np.ndarray, ordinary: np.ndarray, is_m
             "early_flag_fpr": float((e_sc[~is_mem] > t_flag).mean())}
 
 
-def summary(rows: list[dict]) -> list[dict]:
-    """Per shape: min / median / max over its draws of each rate."""
-    keys = ("copies_memorized", "ordinary_not_clean", "pass_only_copies_memorized", "pass_only_ordinary_not_clean",
-            "early_flag_tpr", "early_flag_fpr")
+SUMMARY_KEYS = ("copies_memorized", "ordinary_not_clean", "pass_only_copies_memorized", "pass_only_ordinary_not_clean",
+                "early_flag_tpr", "early_flag_fpr")
+
+
+def summary(rows: list[dict], part: str | None = None) -> list[dict]:
+    """Per shape: min / median / max over its draws of each rate (of ``row[part]`` where given: "replaced")."""
     out = []
     for shape in dict.fromkeys(r["shape"] for r in rows):
-        rs = [r for r in rows if r["shape"] == shape]
+        rs = [r[part] if part else r for r in rows if r["shape"] == shape]
         out.append({"shape": shape, "draws": len(rs),
                     **{k: [float(np.min(v)), float(np.median(v)), float(np.max(v))]
-                       for k in keys for v in [[r[k] for r in rs]]}})
+                       for k in SUMMARY_KEYS for v in [[r[k] for r in rs]]}})
     return out
 
 
 def _pct(v: float) -> str:
     return f"{v:.3f}"
+
+
+def _summary_table(summ: list[dict]) -> list[str]:
+    lines = ["| shape | draws | copies `memorized`: min / median / max | ordinary above `clean` | whole pass only: "
+             "copies `memorized` | whole pass only: ordinary above `clean` | early flag fires: memorized | "
+             "early flag fires: ordinary |", "|---|---|---|---|---|---|---|---|"]
+    for s in summ:
+        cells = [" / ".join(_pct(x) for x in s[k]) for k in SUMMARY_KEYS]
+        lines.append(f"| {s['shape']} | {s['draws']} | " + " | ".join(cells) + " |")
+    return lines
 
 
 def write_docs(path: Path, out: dict) -> None:
@@ -112,24 +141,26 @@ def write_docs(path: Path, out: dict) -> None:
              "the prompts that fill the 28 up (`data.webui_reference_prompts`) and the seed. Reference generations "
              "that copy a training image (strict or loose), all sets together: "
              f"{sum(r['reference_copies'] for r in out['rows'])}.", "",
-             "| shape | draws | copies `memorized`: min / median / max | ordinary above `clean` | whole pass only: "
-             "copies `memorized` | whole pass only: ordinary above `clean` | early flag fires: memorized | "
-             "early flag fires: ordinary |", "|---|---|---|---|---|---|---|---|"]
-    for s in out["summary"]:
-        cells = [" / ".join(_pct(x) for x in s[k]) for k in ("copies_memorized", "ordinary_not_clean",
-                                                              "pass_only_copies_memorized",
-                                                              "pass_only_ordinary_not_clean", "early_flag_tpr",
-                                                              "early_flag_fpr")]
-        lines.append(f"| {s['shape']} | {s['draws']} | " + " | ".join(cells) + " |")
+             *_summary_table(out["summary"]), "",
+             "The same after following the calibration report once: every prompt it names as setting a threshold "
+             "(`threshold_setters`: the largest reference scores) taken out of the set, all its seeds, and the "
+             "profile built again (no prompt is put in their place). The test's ordinary prompts may hold none like "
+             "the ones taken out: then the false alarms this adds for such prompts do not show here.", "",
+             *_summary_table(out["summary_replaced"])]
     lines += ["", "Every draw (thresholds: whole pass / early score at `memorized`; the early flag's own):", "",
               "| shape | draw | seeds | copies `memorized` | ordinary above `clean` | whole pass only | "
-              "thresholds | early flag: memorized / ordinary at threshold |", "|---|---|---|---|---|---|---|---|"]
+              "thresholds | early flag: memorized / ordinary at threshold | named by the report | without them: "
+              "copies `memorized` / ordinary above `clean` / early flag fires (memorized, ordinary) |",
+              "|---|---|---|---|---|---|---|---|---|---|"]
     for r in out["rows"]:
         lines.append(f"| {r['shape']} | {r['draw']} | {', '.join(map(str, r['seeds']))} | "
                      f"{_pct(r['copies_memorized'])} | {_pct(r['ordinary_not_clean'])} | "
                      f"{_pct(r['pass_only_copies_memorized'])} / {_pct(r['pass_only_ordinary_not_clean'])} | "
                      f"{r['thresholds']['memorized']:.2f} / {r['early_thresholds']['memorized']:.2f} | "
-                     f"{_pct(r['early_flag_tpr'])} / {_pct(r['early_flag_fpr'])} at {r['early_flag_threshold']:.2f} |")
+                     f"{_pct(r['early_flag_tpr'])} / {_pct(r['early_flag_fpr'])} at {r['early_flag_threshold']:.2f} | "
+                     f"{'; '.join(r['setters'])} | {_pct(r['replaced']['copies_memorized'])} / "
+                     f"{_pct(r['replaced']['ordinary_not_clean'])} / {_pct(r['replaced']['early_flag_tpr'])}, "
+                     f"{_pct(r['replaced']['early_flag_fpr'])} |")
     path.write_text("\n".join(lines) + "\n")
 
 
@@ -160,14 +191,21 @@ def main(argv=None) -> dict:
         _, ref_copies = copy_masks(ref.images, train, mem_images)  # a reference that copies (either way) is none
         row = {"shape": rs["shape"], "draw": rs["draw"], "seeds": rs["seeds"],
                "reference_copies": int(ref_copies.sum()), **judge_set(ref.recorder, off, copies, ~is_mem, is_mem)}
+        named = setter_prompts(ref.recorder)  # the report's advice followed once: those prompts replaced
+        row["setters"] = named
+        row["replaced"] = judge_set(without(ref.recorder, named), off, copies, ~is_mem, is_mem)
         rows.append(row)
         print(f"{row['shape']:>8} draw {row['draw']}: memorized {row['copies_memorized']:.3f} "
               f"(pass only {row['pass_only_copies_memorized']:.3f}), ordinary not clean "
               f"{row['ordinary_not_clean']:.3f} ({row['pass_only_ordinary_not_clean']:.3f}); early flag "
               f"{row['early_flag_tpr']:.3f} / {row['early_flag_fpr']:.3f} at {row['early_flag_threshold']:.2f}; "
               f"thresholds {row['thresholds']['memorized']:.2f} / {row['early_thresholds']['memorized']:.2f} "
-              f"; references that copy: {row['reference_copies']} ({time.time() - t0:.0f} s)", flush=True)
+              f"; references that copy: {row['reference_copies']}; without the {len(named)} setter prompt(s): "
+              f"memorized {row['replaced']['copies_memorized']:.3f}, ordinary not clean "
+              f"{row['replaced']['ordinary_not_clean']:.3f}, early flag {row['replaced']['early_flag_tpr']:.3f} / "
+              f"{row['replaced']['early_flag_fpr']:.3f} ({time.time() - t0:.0f} s)", flush=True)
     out = {"copies": int(copies.sum()), "ordinary": int((~is_mem).sum()), "rows": rows, "summary": summary(rows),
+           "summary_replaced": summary(rows, "replaced"),
            "seconds": round(time.time() - t0, 1)}
     if not a.quick:
         write_docs(a.docs / "reference-sets.md", out)

@@ -133,3 +133,15 @@ def test_the_reference_set_summary_gives_min_median_max_per_shape():
     out = refsets.summary(rows)
     assert [o["shape"] for o in out] == ["a", "b"] and out[0]["draws"] == 3
     assert out[0]["copies_memorized"] == [0.1, 0.3, 0.5] and out[1]["early_flag_fpr"] == [1.0, 1.0, 1.0]
+
+
+def test_following_the_report_takes_every_seed_of_the_named_prompts_out_and_nothing_else():
+    from types import SimpleNamespace
+
+    from lib_memstab import Recorder
+    from memstab_testbed import refsets
+
+    rec = Recorder()
+    rec.trajectories = [SimpleNamespace(label=p) for p in ["horse", "star", "horse", "circle", "star"]]
+    left = refsets.without(rec, ["horse", "circle"])
+    assert [t.label for t in left.trajectories] == ["star", "star"] and len(rec.trajectories) == 5

@@ -170,6 +170,8 @@ def main(argv=None) -> dict:
     ap.add_argument("--ref-prompts", type=int, default=len(data.reference_prompts()),
                     help="reference prompts: the testbed's 28, filled up beyond that by data.webui_reference_prompts")
     ap.add_argument("--ref-order-seed", type=int, default=2026, help="the fill-up draw (memstab_testbed.refsets)")
+    ap.add_argument("--ref-exclude", nargs="*", default=[],
+                    help="reference prompts to take out (as a user who follows the calibration report would)")
     ap.add_argument("--data", type=Path, default=ROOT / "runs/webui_ckpt/data.npz")
     ap.add_argument("--json", type=Path)
     ap.add_argument("--md", type=Path)
@@ -192,7 +194,8 @@ def main(argv=None) -> dict:
 
     # calibration through the extension's own route, on the testbed's reference prompts
     ref_file = ROOT / "runs/webui_ckpt/reference_prompts.txt"  # inside the extension folder: the API may read it
-    refs = data.webui_reference_prompts(s.ref_prompts, s.ref_order_seed)[: s.ref_prompts]
+    refs = [p for p in data.webui_reference_prompts(s.ref_prompts, s.ref_order_seed)[: s.ref_prompts]
+            if p not in set(s.ref_exclude)]
     d = np.load(s.data)
     mem_caps = [str(c) for c in d["mem_captions"]]
     if set(refs) & (set(mem_caps) | set(data.ordinary_test_prompts()) | set(data.novel_prompts())):
@@ -256,6 +259,7 @@ def main(argv=None) -> dict:
         "webui": s.url, "checkpoint": title, "profile": profile, "sampler": s.sampler, "steps": s.steps,
         "cfg": s.cfg, "seeds": s.seeds, "reference_generations": cal.get("generations"),
         "reference_prompts": len(refs), "reference_seeds": s.ref_seeds, "reference_order_seed": s.ref_order_seed,
+        "reference_excluded": list(s.ref_exclude), "threshold_setters": cal.get("threshold_setters"),
         "calibration_seconds": round(dt_cal, 1), "thresholds": thresholds,
         "early_thresholds": early_thresholds,
         "memorized_generations": int(is_mem.sum()), "ordinary_generations": int(ordn.sum()),
