@@ -79,6 +79,9 @@ def test_the_reference_set_table_goes_before_the_measured_one_and_is_replaced_in
     assert text.count(ml.REFSETS_MARK[0]) == 1 and text.index(ml.REFSETS_MARK[1]) < text.index(marker)
     assert "| 50 x 1, 2027 | 3.4/3.6 / 11.7/12.8 | 0.389 | 0.000 | 0.040 | 0.000 | 0.250 / 0.500 / 0.750 |" in text
     assert "28 x 2, 2026" not in text
+    files[0].write_text(json.dumps({**rep(27, 2, 2026, 0.9), "reference_excluded": ["a horse silhouette"]}))
+    ml.main(["--from", str(files[0]), "--md", str(doc), "--refsets"])
+    assert "| 27 x 2, 2026 without 'a horse silhouette' |" in doc.read_text()
 
 
 def test_latents_carry_rgb_and_their_mean():

@@ -138,6 +138,8 @@ def write_refsets_doc(reports: list[dict], path: Path) -> None:
     for r in reports:
         shape = (f"{r.get('reference_prompts', 28)} x {r.get('reference_seeds', 2)}, "
                  f"{r.get('reference_order_seed', '-')}")
+        if r.get("reference_excluded"):  # a calibration that followed the report: its named prompts taken out
+            shape += " without " + "; ".join(f"'{p}'" for p in r["reference_excluded"])
         rows.append(f"| {shape} | {r['thresholds']} / {r['early_thresholds']} | {_cell(r, 'copies_memorized', 'r')} | "
                     f"{_cell(r, 'copies_early_flag', 'r')} | {_cell(r, 'ordinary_not_clean', 'r')} | "
                     f"{_cell(r, 'ordinary_early_flag', 'r')} | "
