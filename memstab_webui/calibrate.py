@@ -96,8 +96,8 @@ class Report:
             who = "; ".join(f"{_shown(p)} ({v:.2f})" for p, v in t.set_by)
             rest = f"; the highest other prompt: {t.next:.2f}" if t.next is not None else ""
             rows.append(f"- {t.threshold} {t.value:.2f}: {who}{rest}")
-        rows.append("A threshold held up by one prompt far above the next holds it up for every image: if that prompt "
-                    "is unlike what you generate, or listed above, replace it and calibrate again.")
+        rows.append("One prompt far above the rest holds that threshold up for every image. If it is unlike what you "
+                    "generate, or listed above, replace it and calibrate again; prompts like it will then be flagged.")
         return text + "\n\n" + "\n".join(rows)
 
     def to_json(self) -> dict:
