@@ -133,8 +133,9 @@ def calibrate(model, s: Sampling, plan: Plan, prompts: list[str] | None = None,
 
 def profiles_from(rec: Recorder, s: Sampling) -> dict[str, Profile]:
     meta = {"model": "memstab-testbed", "sampler": s.sampler, "steps": s.steps, "cfg_scale": s.cfg}
-    return {"sigma": rec.build_profile("log_sigma", "rms", "median_mad", meta),
-            "step": rec.build_profile("step", "l2", "mean_std", meta)}  # the paper's form
+    step = rec.build_profile("step", "l2", "mean_std", meta)  # the paper's form
+    sigma = rec.build_profile("log_sigma", "rms", "median_mad", meta)  # last: rec.reference_rows are the sigma one's
+    return {"sigma": sigma, "step": step}
 
 
 # ---------------------------------------------------------------------------------------------- detection

@@ -15,6 +15,7 @@ from pathlib import Path
 import torch
 
 from lib_memstab import Guard, GuardConfig
+from lib_memstab.calibration import threshold_setters
 
 from . import bench, data
 from . import model as M
@@ -42,6 +43,10 @@ def main(argv=None) -> dict:
     rec = bench.calibrate(model, s, bench.Plan.make(quick=True, threads=a.threads))  # the quick bench's calibration
     profile = bench.profiles_from(rec, s)["sigma"]
     print(f"calibrated on {len(rec.trajectories)} reference generations: {profile.describe()}")
+    for t in threshold_setters(rec.reference_rows, profile):  # what the webui's calibration report shows
+        who = "; ".join(f"{p} ({v:.2f})" for p, v in t.set_by)
+        rest = "" if t.next is None else f"; the highest other prompt {t.next:.2f}"
+        print(f"  {t.threshold} {t.value:.2f} set by: {who}{rest}")
 
     targets = data.memorized_targets()
     memorized = [t.caption for t in targets[::2]]  # six of the twelve: faces, a digit, a logo, posters

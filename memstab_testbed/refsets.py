@@ -69,7 +69,7 @@ def calibrate_set(model, prompts: list[str], seeds: list[int]):
 def setter_prompts(ref: Recorder) -> list[str]:
     """The reference prompts the calibration report names as setting a threshold (lib_memstab.calibration
     .threshold_setters on the bench's sigma profile), in the order named."""
-    prof = ref.build_profile("log_sigma", "rms", "median_mad")  # as profiles_from's "sigma"; sets reference_rows
+    prof = profiles_from(ref, PRIMARY)["sigma"]  # built last: ref.reference_rows are its own
     named = [lab for t in threshold_setters(ref.reference_rows, prof) for lab, _ in t.set_by]
     return list(dict.fromkeys(named))
 
