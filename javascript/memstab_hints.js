@@ -19,6 +19,7 @@ onUiLoaded(function () {
         "Calibrate this model": "Run the reference prompts with the loaded checkpoint and your current sampler, steps, CFG and size, and save the measured stability region as this checkpoint's profile. Interrupt stops it; nothing is written then.",
         "Reference prompts": "How many reference prompts to run (the paper used 50). They come from the shipped list or the file set in Settings.",
         "Seeds per prompt": "Generations per reference prompt, each from its own noise.",
+        "Leave out these reference prompts (one per line; the next ones take their place)": "Reference prompts to skip, e.g. one the last report named as holding a threshold far above the rest. Images of prompts like it will then be flagged more often.",
         "Stored profiles": "The profiles in the profile folder (Settings -> Memorization guard -> Profile folder).",
         "Import as": "Name for the imported profile: letters, digits, '.', '_', '-' and spaces; no path separators or '..'. Empty: the uploaded file's name."
     });

@@ -43,8 +43,9 @@ SEED_STRIDE = 1000  # generation for prompt i and seed s uses seed s + 1000 i: e
 RECORDER_NORM = "rms"  # lib_memstab.Recorder.build_profile's default norm: the cond gap is measured in it
 # What a request may carry (with lib_memstab's MAX_PROMPTS, MAX_SEEDS and MAX_GENERATIONS): checked before any work.
 BOUNDS = {"n_prompts": (1, MAX_PROMPTS), "seeds": (1, MAX_SEEDS), "steps": (1, 500), "width": (64, 4096),
-          "height": (64, 4096), "cfg_scale": (0, 100), "sampler": 100, "prompts_file": 4096, "name": 100}
-KEYS = ("prompts_file", "n_prompts", "seeds", "sampler", "steps", "cfg_scale", "width", "height", "name")
+          "height": (64, 4096), "cfg_scale": (0, 100), "sampler": 100, "prompts_file": 4096, "name": 100,
+          "exclude": (100, 1000)}  # exclude: at most 100 prompts of at most 1000 characters
+KEYS = ("prompts_file", "n_prompts", "seeds", "sampler", "steps", "cfg_scale", "width", "height", "name", "exclude")
 _LOCAL_LOCK = threading.Lock()
 
 
@@ -63,6 +64,7 @@ class Request:
     width: int | None = None
     height: int | None = None
     name: str | None = None
+    exclude: list = dataclasses.field(default_factory=list)  # reference prompts to leave out (the report's advice)
 
 
 @dataclasses.dataclass
@@ -75,6 +77,7 @@ class Report:
     profile: object
     settings: dict
     setters: list = dataclasses.field(default_factory=list)  # lib_memstab.calibration.ThresholdSetter
+    left_out: tuple = (0, 0)  # (reference prompts left out as asked, prompts asked for that the file does not hold)
 
     def markdown(self) -> str:
         s = self.settings
@@ -82,6 +85,10 @@ class Report:
                  f"({s['sampler']}, {s['steps']} steps, CFG {s['cfg_scale']:g}, {s['width']}x{s['height']}).",
                  f"Profile: {self.description}. Saved to `{self.path}`; **automatic** now picks it for this "
                  f"checkpoint with any sampler and step count."]
+        if any(self.left_out):
+            lines[-1] += (f" {self.left_out[0]} reference prompt(s) left out as asked, the next ones in the file in "
+                          "their place" + (f"; {self.left_out[1]} of the prompts to leave out are not in the file"
+                                           if self.left_out[1] else "") + ".")
         if self.outliers:
             lines.append(f"{len(self.outliers)} reference prompt(s) left their own region (a memorized prompt in "
                          "the reference set, or an unusual one); the robust statistics kept them from widening it:")
@@ -164,7 +171,25 @@ def parse_request(d, opts=None) -> Request:
             raise CalibrationError(str(e)) from None
     if r.prompts_file is not None and not r.prompts_file.lower().endswith(".txt"):
         raise CalibrationError(f"prompts_file must be a .txt file (one prompt per line); got {brief(r.prompts_file)}")
+    if d.get("exclude") is not None:
+        r.exclude = _exclude(d["exclude"])
     return r
+
+
+def _exclude(v) -> list[str]:
+    """Reference prompts to leave out: a list of strings, or one string with a prompt per line (the panel's box),
+    each compared after stripping, as the prompt file is read."""
+    most, longest = BOUNDS["exclude"]
+    if isinstance(v, str):
+        if len(v) > most * (longest + 1):
+            raise CalibrationError(f"exclude must hold at most {most} prompts of at most {longest} characters")
+        v = v.splitlines()
+    if not isinstance(v, list) or len(v) > most or not all(isinstance(p, str) for p in v):
+        raise CalibrationError(f"exclude must be a list of at most {most} prompts (strings); got {brief(v)}")
+    out = [p.strip() for p in v if p.strip()]
+    if any(len(p) > longest or "\0" in p for p in out):
+        raise CalibrationError(f"each prompt to leave out must be at most {longest} characters (no NUL)")
+    return list(dict.fromkeys(out))
 
 
 def _int(v, name) -> int:
@@ -210,14 +235,22 @@ def check_remote_prompts_file(r: Request, opts) -> None:
                                f"file inside the extension folder ({EXTENSION_DIR}); got {brief(r.prompts_file)}")
 
 
-def reference_prompts(r: Request, opts) -> tuple[list[str], str]:
+def reference_prompts(r: Request, opts) -> tuple[list[str], str, tuple[int, int]]:
+    """The first ``n_prompts`` of the file once ``exclude`` is taken out (so the next prompts take the places of those
+    left out), where they come from, and (prompts left out, prompts to leave out that the file does not hold)."""
     src = r.prompts_file or (getattr(opts, "data", None) or {}).get("memstab_reference_prompts") or ""
     path = Path(src).expanduser() if str(src).strip() else DEFAULT_REFERENCE_PROMPTS
     try:
         prompts = read_prompts(path)
     except ProfileError as e:
         raise CalibrationError(str(e)) from None
-    return prompts[:r.n_prompts], ("shipped" if path == DEFAULT_REFERENCE_PROMPTS else str(path))
+    drop = set(r.exclude)
+    kept = [p for p in prompts if p not in drop]
+    if not kept:
+        raise CalibrationError("every reference prompt is in exclude: nothing is left to calibrate on")
+    found = len(drop & set(prompts))
+    return (kept[:r.n_prompts], "shipped" if path == DEFAULT_REFERENCE_PROMPTS else str(path),
+            (len(prompts) - len(kept), len(drop) - found))
 
 
 # ------------------------------------------------------------------------------------------------ recording
@@ -317,9 +350,9 @@ def calibrate(r: Request, opts=None, task: Task | None = None) -> Report:
         profiles.check_writable(store.folder)  # before the long run, not after it
     except ProfileError as e:
         raise CalibrationError(str(e)) from None
-    prompts, source = reference_prompts(r, opts)
+    prompts, source, left_out = reference_prompts(r, opts)
     meta = make_meta(origin=ORIGIN_CALIBRATION, **s, seeds=list(r.seeds), seed_stride=SEED_STRIDE,
-                     prompts_source=source)
+                     prompts_source=source, **({"prompts_left_out": left_out[0]} if left_out[0] else {}))
     measured = MeasuredModel()
     state = shared.state
     with _queue_lock():
@@ -341,7 +374,7 @@ def calibrate(r: Request, opts=None, task: Task | None = None) -> Report:
     path = store.save(result.profile, name)
     outliers = [(label or "?", z) for _, label, z in result.outliers]
     return Report(name, path, result.generations, outliers, result.profile.describe(), result.profile, s,
-                  result.setters)
+                  result.setters, left_out)
 
 
 class MeasuredModel:

@@ -43,23 +43,26 @@ def status(opts=None) -> str:
         return f"Status unavailable: {type(e).__name__}: {e}"
 
 
-def calibrate_ui(n_prompts, n_seeds, settings: dict, opts=None, id_task=None):
+def calibrate_ui(n_prompts, n_seeds, settings: dict, opts=None, id_task=None, exclude=None):
     """(markdown report, band plot or None). ``settings``: the user's current sampler/steps/cfg_scale/width/height
-    where the panel could see them; ``id_task``: the browser's progress task id (javascript/memstab_hints.js)."""
+    where the panel could see them; ``id_task``: the browser's progress task id (javascript/memstab_hints.js);
+    ``exclude``: the panel's box of reference prompts to leave out, one per line."""
     task = cal.Task(id_task)
     task.queued()
     try:
-        return _calibrate_ui(n_prompts, n_seeds, settings, opts, task)
+        return _calibrate_ui(n_prompts, n_seeds, settings, opts, task, exclude)
     finally:
         task.finish()
 
 
-def _calibrate_ui(n_prompts, n_seeds, settings, opts, task):
+def _calibrate_ui(n_prompts, n_seeds, settings, opts, task, exclude=None):
     try:
         shared = _shared()
         opts = opts if opts is not None else shared.opts
         req = {"n_prompts": n_prompts, "seeds": n_seeds,
                **{k: v for k, v in (settings or {}).items() if v is not None and k in cal.KEYS}}
+        if exclude:
+            req["exclude"] = exclude
         rep = cal.calibrate(cal.parse_request(req, opts), opts, task)
     except (cal.CalibrationError, ProfileError) as e:
         return f"**Calibration not done:** {e}", None

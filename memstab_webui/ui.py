@@ -122,6 +122,9 @@ def panel(gr, script, is_img2img: bool, opts, profile_dropdown) -> None:
                                   label="Reference prompts", elem_id=eid("calib_prompts"))
             n_seeds = gr.Number(value=data.get("memstab_calib_seeds", 1), precision=0, label="Seeds per prompt",
                                 elem_id=eid("calib_seeds"))
+        exclude = gr.Textbox(label="Leave out these reference prompts (one per line; the next ones take their place)",
+                             lines=2, placeholder="a prompt the last report names as setting a threshold",
+                             elem_id=eid("calib_exclude"))
         calibrate = gr.Button("Calibrate this model", variant="primary", elem_id=eid("calibrate"))
         # the browser's progress task id: javascript/memstab_progress.js replaces this value (the element the
         # progress bar goes above: the report below) with a "task(...)" id before the click reaches Python
@@ -148,8 +151,8 @@ def panel(gr, script, is_img2img: bool, opts, profile_dropdown) -> None:
 
         return shared.opts
 
-    def run_calibration(id_task, n, seeds, *values):
-        return manage.calibrate_ui(n, seeds, dict(zip(keys, values)), id_task=id_task)
+    def run_calibration(id_task, n, seeds, left_out, *values):
+        return manage.calibrate_ui(n, seeds, dict(zip(keys, values)), id_task=id_task, exclude=left_out)
 
     def lists():
         names = profiles.list_profiles(shared_opts())
@@ -158,7 +161,7 @@ def panel(gr, script, is_img2img: bool, opts, profile_dropdown) -> None:
 
     try:  # an API-side ui() call (defaults only) may have no Blocks to bind to
         lists_out = [profile_dropdown, stored, status]
-        calibrate.click(run_calibration, inputs=[task_id, n_prompts, n_seeds, *[host[k] for k in keys]],
+        calibrate.click(run_calibration, inputs=[task_id, n_prompts, n_seeds, exclude, *[host[k] for k in keys]],
                         outputs=[result, band], **js_kwarg(calibrate.click, "memstabCalibrate")
                         ).then(lists, outputs=lists_out)
         refresh.click(lists, outputs=lists_out)

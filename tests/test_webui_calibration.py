@@ -214,6 +214,30 @@ def test_salted_reference_set_lists_the_memorized_prompt_and_still_flags(cal):
     assert guarded(cal, ORDINARY, seed=9)[0]["MemStab verdict"] == "clean"
 
 
+def test_leaving_out_the_prompt_the_report_names_puts_the_next_one_in_its_place(cal):
+    """The report's advice, followed through the request: the named prompt is left out, the next prompt of the file
+    takes its place (as many generations as asked), the report and the profile's meta say so, and the thresholds
+    fall far below the salted prompt's scores."""
+    salted = ORDINARY_PROMPTS[:14] + [MEMORIZED] + ORDINARY_PROMPTS[14:21]
+    cal.prompts.write_text("\n".join(salted))
+    before = calibrate(cal, n_prompts=20, name="salted")
+    named = {p for t in before.setters for p, _ in t.set_by}
+    assert MEMORIZED in named
+    after = calibrate(cal, n_prompts=20, name="replaced", exclude=[*named, "not in the file"])
+    assert after.generations == 20 and after.outliers == [] and after.profile.meta["prompts_left_out"] == len(named)
+    assert MEMORIZED not in {p for t in after.setters for p, _ in t.set_by}
+    assert "left out as asked, the next ones in the file in their place; 1 of the prompts to leave out are not in " \
+           "the file" in after.markdown()
+    pass_th = {t.threshold: t.value for t in after.setters}["whole-pass score, memorized"]
+    assert pass_th < {t.threshold: t for t in before.setters}["whole-pass score, memorized"].next * 2
+    assert "prompts_left_out" not in before.profile.meta
+    # the panel's box: one prompt per line
+    from memstab_webui import manage
+
+    md, _ = manage.calibrate_ui(20, 1, SMALL, cal.shared.opts, exclude=f"  {MEMORIZED}  \n\n")
+    assert "1 reference prompt(s) left out as asked" in md and "left their own region" not in md
+
+
 def test_automatic_choice_by_hash_then_family_then_not_calibrated(cal):
     from memstab_webui import manage
 
@@ -296,7 +320,14 @@ def test_16_channel_latents_are_not_supported_yet_and_say_so(cal, monkeypatch):
                                      ({"width": 100}, "width must be a multiple of 8"),
                                      ({"prompts_file": "/etc/passwd"}, "prompts_file must be a .txt file"),
                                      ({"prompts_file": "/nowhere/x.txt"}, "cannot read the reference prompts"),
-                                     ({"bogus": 1}, "unknown key(s) 'bogus'")])
+                                     ({"bogus": 1}, "unknown key(s) 'bogus'"),
+                                     ({"exclude": ["a"] * 101}, "exclude must be a list of at most 100 prompts"),
+                                     ({"exclude": ["a", 3]}, "exclude must be a list of at most 100 prompts"),
+                                     ({"exclude": {"a": 1}}, "exclude must be a list of at most 100 prompts"),
+                                     ({"exclude": ["x" * 1001]}, "at most 1000 characters (no NUL)"),
+                                     ({"exclude": "a\0b"}, "at most 1000 characters (no NUL)"),
+                                     ({"exclude": "y" * 200000}, "exclude must hold at most 100 prompts"),
+                                     ({"exclude": [str(c) for c in range(101, 131)]}, "nothing is left")])
 def test_bad_requests(cal, bad, msg):
     from memstab_webui import calibrate as c
 
@@ -325,6 +356,10 @@ def test_api_routes(cal):
     body = r.json()
     assert body["name"] == "analytic-a1b2c3d4e5" and body["generations"] == 12
     assert [o["prompt"] for o in body["outliers"]] == [MEMORIZED] and body["profile"].startswith("log_sigma-indexed")
+    r2 = client.post("/memstab/v1/calibrate", json={"n_prompts": 11, "seeds": 1, "sampler": "Euler", "steps": 12,
+                                                    "width": 64, "height": 64, "exclude": [MEMORIZED], "name": "left"})
+    assert r2.status_code == 200 and r2.json()["outliers"] == [] and r2.json()["meta"]["prompts_left_out"] == 1
+    client.delete("/memstab/v1/profiles/left")
     setters = {t["threshold"]: t for t in body["threshold_setters"]}
     assert setters["whole-pass score, memorized"]["set_by"][0]["prompt"] == MEMORIZED
     assert {"early score, memorized", "early flag"} <= set(setters)
@@ -397,8 +432,8 @@ def test_panel_uses_the_hosts_generation_controls(cal):
             s.after_component(comp, elem_id=elem_id)
         s.ui(False)
     assert set(s._memstab_host["txt2img"]) == {"sampler", "steps", "cfg_scale", "width", "height"}
-    (fn,) = [f for f in demo.fns if len(f.inputs) == 8]  # task id, n_prompts, seeds and the five host controls
-    md, image = fn.fn("task(panel)", 4, 1, "Heun", 10, 6.0, 64, 64)
+    (fn,) = [f for f in demo.fns if len(f.inputs) == 9]  # task id, n_prompts, seeds, exclude, five host controls
+    md, image = fn.fn("task(panel)", 4, 1, "", "Heun", 10, 6.0, 64, 64)
     assert "(Heun, 10 steps, CFG 6, 64x64)" in md and image is not None
     refresh = [f for f in demo.fns if not f.inputs and len(f.outputs) == 3]
     profile_choices, stored, status = refresh[0].fn()

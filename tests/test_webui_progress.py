@@ -126,7 +126,7 @@ def test_button_runs_the_javascript_with_the_hidden_task_id(cal):
         s.ui(False)
     (i,) = [i for i, d in enumerate(demo.dependencies) if d.get("js")]
     fn = demo.fns[i]
-    assert demo.dependencies[i]["js"] == "memstabCalibrate" and len(fn.inputs) == 3
+    assert demo.dependencies[i]["js"] == "memstabCalibrate" and len(fn.inputs) == 4  # task id, n, seeds, exclude
     hidden = fn.inputs[0]
     assert isinstance(hidden, gr.Textbox) and hidden.visible is False
     assert hidden.value == "script_txt2img_memorization_guard_calib_report"
@@ -135,7 +135,7 @@ def test_button_runs_the_javascript_with_the_hidden_task_id(cal):
     assert re.search(r"^function memstabCalibrate\(\)", js, re.M)
     for host_fn in ("randomId", "requestProgress", "showSubmitButtons"):  # A1111's own, guarded with typeof
         assert f"typeof {host_fn} " in js
-    md, _ = fn.fn("task(click)", 2, 1)
+    md, _ = fn.fn("task(click)", 2, 1, "")
     from modules import progress
 
     assert md.startswith("**Calibrated**") and progress.progressapi("task(click)")["completed"]

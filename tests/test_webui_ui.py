@@ -113,7 +113,7 @@ def test_ui_builds_under_gradio_4(host):
         assert len(b["types"]) == len(UI_ORDER) and b["values"] == ui_defaults(host.shared.opts), name
         assert b["types"][0] == ("InputAccordion" if kind == "input_accordion" else "Checkbox"), name
         assert all(e.startswith(f"script_{tab}_memorization_guard_") for e in b["elem_ids"]), name
-        assert "memstabCalibrate" in b["calibrate_js"] and 8 in b["calibrate_inputs"], name  # task id + 2 + 5 host
+        assert "memstabCalibrate" in b["calibrate_js"] and 9 in b["calibrate_inputs"], name  # task id, 2, exclude, 5
         assert b["events"] >= 7 and b["reported"] == [], name
 
 

@@ -10,8 +10,8 @@ memstab file (extension path, lib_memstab, memstab_webui, scripts/memstab.py).
 Checks (numbers as in the brief):
  1 start: the server answers, no memstab traceback in the log so far
  2 off: no alwayson_scripts vs args [false] give identical decoded pixels (Euler a, DPM++ 2M, DDIM; batch 2)
- 3 calibration via POST /memstab/v1/calibrate (with the references that set each threshold); GET /memstab/v1/profiles
-   names it under "automatic"
+ 3 calibration via POST /memstab/v1/calibrate (with the references that set each threshold, then again without
+   them); GET /memstab/v1/profiles names it under "automatic"
  4 detect: per-image MemStab verdict/score/thresholds; pixels identical to off (Euler a, DPM++ 2M, Heun, DDIM)
  5 mitigate with forced flags (paper and repel): images without "MemStab mitigated steps" identical to off; one changes
  6 the paper rule: works, no "MemStab thresholds"
@@ -271,6 +271,17 @@ class Smoke:
         ok &= any(t.get("threshold") == "whole-pass score, memorized" for t in setters)
         ok &= all(t.get("set_by") and all(b.get("score") >= t["value"] for b in t["set_by"])
                   and (t.get("next") is None or t["next"] < t["value"]) for t in setters)
+        # the report's advice through the API: leave the named prompts out (under another name: check 3's profile
+        # stays the one "automatic" picks for the later checks only if this one is deleted again)
+        named = list(dict.fromkeys(b["prompt"] for t in setters for b in t.get("set_by", [])))
+        st2, js2, text2, dt2 = self.h.call("POST", "/memstab/v1/calibrate", {**req, "exclude": named,
+                                                                             "name": "memstab-smoke-left-out"})
+        left = ((js2 or {}).get("meta") or {}).get("prompts_left_out")
+        d.append(f"calibrate leaving out {len(named)} named prompt(s) -> {st2} in {dt2:.1f}s; prompts_left_out "
+                 f"{left}, generations {(js2 or {}).get('generations')}")
+        ok &= st2 == 200 and left == len(named) and (js2 or {}).get("generations") == req["n_prompts"]
+        st3, _, _, _ = self.h.call("DELETE", "/memstab/v1/profiles/memstab-smoke-left-out")
+        ok &= st3 == 200
         return ok, d
 
     def c4(self):
