@@ -68,7 +68,8 @@ def threshold_setters(rows, profile: Profile, config: GuardConfig | None = None)
     for name, which, t in wanted:
         vals = [(lab, float(v)) for lab, v in scored[which] if v is not None and math.isfinite(v)]
         above = sorted((x for x in vals if x[1] >= t), key=lambda x: -x[1])
-        others = [v for lab, v in vals if lab not in {a for a, _ in above}]  # another seed of a setter is no way out
+        setters = {lab for lab, _ in above}
+        others = [v for lab, v in vals if lab not in setters]  # another seed of a setter is no way out
         out.append(ThresholdSetter(name, float(t), above[:SETTERS_SHOWN], max(others) if others else None))
     return out
 

@@ -122,20 +122,30 @@ def expand(prompts: list[str], seeds: list[int]) -> tuple[list[str], list[int]]:
     return [p for p in prompts for _ in seeds], [s for _ in prompts for s in seeds]
 
 
+def reference_run(model, s: Sampling, prompts: list[str], seeds: list[int]) -> Run:
+    """The reference generations, images too: every (prompt, seed) its own noise (seed + 10 x prompt index)."""
+    p = [q for q in prompts for _ in seeds]
+    sd = [base + 10 * k for k in range(len(prompts)) for base in seeds]
+    return record(model, p, sd, s)
+
+
 def calibrate(model, s: Sampling, plan: Plan, prompts: list[str] | None = None,
               seeds: list[int] | None = None) -> Recorder:
-    prompts = prompts or data.reference_prompts()
-    seeds = seeds or plan.ref_seeds
-    p = [q for q in prompts for _ in seeds]
-    sd = [base + 10 * k for k in range(len(prompts)) for base in seeds]  # every reference its own noise
-    return record(model, p, sd, s).recorder
+    return reference_run(model, s, prompts or data.reference_prompts(), seeds or plan.ref_seeds).recorder
+
+
+def _meta(s: Sampling) -> dict:
+    return {"model": "memstab-testbed", "sampler": s.sampler, "steps": s.steps, "cfg_scale": s.cfg}
+
+
+def sigma_profile(rec: Recorder, s: Sampling) -> Profile:
+    """The guard's profile (sigma-indexed, robust); rec.reference_rows are then this profile's."""
+    return rec.build_profile("log_sigma", "rms", "median_mad", _meta(s))
 
 
 def profiles_from(rec: Recorder, s: Sampling) -> dict[str, Profile]:
-    meta = {"model": "memstab-testbed", "sampler": s.sampler, "steps": s.steps, "cfg_scale": s.cfg}
-    step = rec.build_profile("step", "l2", "mean_std", meta)  # the paper's form
-    sigma = rec.build_profile("log_sigma", "rms", "median_mad", meta)  # last: rec.reference_rows are the sigma one's
-    return {"sigma": sigma, "step": step}
+    step = rec.build_profile("step", "l2", "mean_std", _meta(s))  # the paper's form
+    return {"sigma": sigma_profile(rec, s), "step": step}  # sigma built last: rec.reference_rows are its own
 
 
 # ---------------------------------------------------------------------------------------------- detection
@@ -438,7 +448,7 @@ def main(argv=None) -> dict:
     webui_cal = None
     if not a.quick:  # the webui's own default calibration (50 prompts x 1 seed) beside the bench's (28 x 2)
         w_ref = calibrate(model, PRIMARY, plan, data.webui_reference_prompts(), plan.ref_seeds[:1])
-        w_prof = profiles_from(w_ref, PRIMARY)["sigma"]
+        w_prof = sigma_profile(w_ref, PRIMARY)
         th, eth, _ = verdict_thresholds(w_prof, GuardConfig(), "max")
         e_sc = np.array([Recorder.early_score(w_prof, t, 0.2, "max") for t in off.recorder.trajectories])
         t_flag = threshold_at(w_prof.reference_early["max"], GuardConfig().fpr_early)

@@ -41,7 +41,7 @@ def main(argv=None) -> dict:
           f"{s.steps} steps, CFG {s.cfg}")
 
     rec = bench.calibrate(model, s, bench.Plan.make(quick=True, threads=a.threads))  # the quick bench's calibration
-    profile = bench.profiles_from(rec, s)["sigma"]
+    profile = bench.sigma_profile(rec, s)
     print(f"calibrated on {len(rec.trajectories)} reference generations: {profile.describe()}")
     for t in threshold_setters(rec.reference_rows, profile):  # what the webui's calibration report shows
         who = "; ".join(f"{p} ({v:.2f})" for p, v in t.set_by)

@@ -35,8 +35,9 @@ from .bench import (
     ROOT,
     copy_masks,
     expand,
-    profiles_from,
     record,
+    reference_run,
+    sigma_profile,
     verdict_levels,
     verdict_rates,
     whole_pass_only,
@@ -59,17 +60,9 @@ def reference_sets(quick: bool) -> list[dict]:
     return sets
 
 
-def calibrate_set(model, prompts: list[str], seeds: list[int]):
-    """As bench.calibrate: every reference its own noise (seed + 10 x prompt index); the whole run, images too."""
-    p = [q for q in prompts for _ in seeds]
-    sd = [base + 10 * k for k in range(len(prompts)) for base in seeds]
-    return record(model, p, sd, PRIMARY)
-
-
-def setter_prompts(ref: Recorder) -> list[str]:
-    """The reference prompts the calibration report names as setting a threshold (lib_memstab.calibration
-    .threshold_setters on the bench's sigma profile), in the order named."""
-    prof = profiles_from(ref, PRIMARY)["sigma"]  # built last: ref.reference_rows are its own
+def setter_prompts(ref: Recorder, prof) -> list[str]:
+    """The reference prompts the calibration report names as setting a threshold of ``prof`` (the profile ``ref``
+    built last: lib_memstab.calibration.threshold_setters), in the order named."""
     named = [lab for t in threshold_setters(ref.reference_rows, prof) for lab, _ in t.set_by]
     return list(dict.fromkeys(named))
 
@@ -82,16 +75,15 @@ def without(ref: Recorder, prompts: list[str]) -> Recorder:
     return out
 
 
-def judge_set(ref: Recorder, off, copies: np.ndarray, ordinary: np.ndarray, is_mem: np.ndarray) -> dict:
-    """The default verdict and the early flag of ``off`` against a profile of ``ref``."""
-    prof = profiles_from(ref, PRIMARY)["sigma"]
+def judge_set(prof, off, copies: np.ndarray, ordinary: np.ndarray, is_mem: np.ndarray) -> dict:
+    """The default verdict and the early flag of ``off`` against the reference profile ``prof``."""
     cfg = GuardConfig()
     th, eth, _ = verdict_thresholds(prof, cfg, "max")
     joint = verdict_rates(verdict_levels(off, prof), copies, ordinary)
     alone = verdict_rates(verdict_levels(off, whole_pass_only(prof)), copies, ordinary)
     e_sc = np.array([Recorder.early_score(prof, t, 0.2, "max") for t in off.recorder.trajectories])
     t_flag = threshold_at(prof.reference_early["max"], cfg.fpr_early)
-    return {"references": len(ref.trajectories), "thresholds": th, "early_thresholds": eth,
+    return {"references": prof.meta["trajectories"], "thresholds": th, "early_thresholds": eth,
             "copies_memorized": joint["copies_memorized"], "copies_not_clean": joint["copies_not_clean"],
             "ordinary_not_clean": joint["ordinary_not_clean"],
             "pass_only_copies_memorized": alone["copies_memorized"],
@@ -187,13 +179,15 @@ def main(argv=None) -> dict:
           f"({time.time() - t0:.0f} s)", flush=True)
     rows = []
     for rs in reference_sets(a.quick):
-        ref = calibrate_set(model, rs["prompts"], rs["seeds"])
+        ref = reference_run(model, PRIMARY, rs["prompts"], rs["seeds"])
         _, ref_copies = copy_masks(ref.images, train, mem_images)  # a reference that copies (either way) is none
+        prof = sigma_profile(ref.recorder, PRIMARY)
         row = {"shape": rs["shape"], "draw": rs["draw"], "seeds": rs["seeds"],
-               "reference_copies": int(ref_copies.sum()), **judge_set(ref.recorder, off, copies, ~is_mem, is_mem)}
-        named = setter_prompts(ref.recorder)  # the report's advice followed once: those prompts replaced
+               "reference_copies": int(ref_copies.sum()), **judge_set(prof, off, copies, ~is_mem, is_mem)}
+        named = setter_prompts(ref.recorder, prof)  # the report's advice followed once: those prompts replaced
         row["setters"] = named
-        row["replaced"] = judge_set(without(ref.recorder, named), off, copies, ~is_mem, is_mem)
+        row["replaced"] = judge_set(sigma_profile(without(ref.recorder, named), PRIMARY), off, copies, ~is_mem,
+                                    is_mem)
         rows.append(row)
         print(f"{row['shape']:>8} draw {row['draw']}: memorized {row['copies_memorized']:.3f} "
               f"(pass only {row['pass_only_copies_memorized']:.3f}), ordinary not clean "

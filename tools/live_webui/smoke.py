@@ -274,7 +274,7 @@ class Smoke:
         # the report's advice through the API: leave the named prompts out (under another name: check 3's profile
         # stays the one "automatic" picks for the later checks only if this one is deleted again)
         named = list(dict.fromkeys(b["prompt"] for t in setters for b in t.get("set_by", [])))
-        st2, js2, text2, dt2 = self.h.call("POST", "/memstab/v1/calibrate", {**req, "exclude": named,
+        st2, js2, _, dt2 = self.h.call("POST", "/memstab/v1/calibrate", {**req, "exclude": named,
                                                                              "name": "memstab-smoke-left-out"})
         left = ((js2 or {}).get("meta") or {}).get("prompts_left_out")
         d.append(f"calibrate leaving out {len(named)} named prompt(s) -> {st2} in {dt2:.1f}s; prompts_left_out "
